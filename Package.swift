@@ -1,0 +1,90 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "tlsgate",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "tlsgate", targets: ["tlsgate"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // The system OpenSSL 3 (libssl-dev), found through pkg-config.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // Functions wrapping OpenSSL macros and the custom BIO; every symbol prefixed tg_ssl_.
+        .target(
+            name: "CTLSGateOpenSSL",
+            dependencies: ["COpenSSL"]
+        ),
+        // Linux specifics: SO_ORIGINAL_DST, prctl, libcap; every symbol prefixed tg_linux_.
+        .target(
+            name: "CTLSGateLinux",
+            linkerSettings: [.linkedLibrary("cap")]
+        ),
+        // Pure Swift: TOML reading, policy and config model, validation with exact messages.
+        .target(name: "TLSGatePolicy"),
+        // The only Swift importer of OpenSSL: contexts, connections, the NIO TLS client handler.
+        .target(
+            name: "TLSGateTLS",
+            dependencies: [
+                "CTLSGateOpenSSL", "COpenSSL",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // The only Swift importer of CTLSGateLinux: original destination, capabilities, prctl.
+        .target(
+            name: "TLSGateSystem",
+            dependencies: [
+                "CTLSGateLinux",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // The relay core on SwiftNIO: the worker's server, per-connection state machines, logging.
+        .target(
+            name: "TLSGateRelay",
+            dependencies: [
+                "TLSGatePolicy", "TLSGateTLS", "TLSGateSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "tlsgate",
+            dependencies: [
+                "TLSGatePolicy", "TLSGateRelay", "TLSGateTLS", "TLSGateSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "TLSGatePolicyTests", dependencies: ["TLSGatePolicy"]),
+        .testTarget(
+            name: "TLSGateTLSTests",
+            dependencies: [
+                "TLSGateTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "TLSGateRelayTests",
+            dependencies: [
+                "TLSGateRelay", "TLSGatePolicy", "TLSGateTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,15 @@
+import ArgumentParser
+
+@main
+struct TLSGateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tlsgate",
+        abstract: "Transparent egress TLS-upgrade gateway.",
+        version: TLSGateVersion.string,
+        subcommands: []
+    )
+}
+
+enum TLSGateVersion {
+    static let string = "0.1.0"
+}
