@@ -1,0 +1,108 @@
+#!/usr/bin/python3
+"""Plain-TCP client for tlsgate's integration tests (Python 3 stdlib only).
+
+Run in the lab's client namespace:
+  ip netns exec tg-client /usr/bin/python3 plain_client.py HOST PORT \
+      [--bytes N] [--connections K] [--timeout S] [--expect-prefix TEXT]
+
+For each of K concurrent connections: connects, sends N random bytes (from a sender
+thread, so the echo can flow back meanwhile), half-closes (shutdown(SHUT_WR)), reads
+everything until EOF, and prints one JSON object per line:
+  {"sent_sha256", "recv_sha256", "recv_len", "sent_len", "error", ...}
+With --expect-prefix, the received bytes must start with TEXT: "prefix_ok" tells
+whether they did, and recv_sha256 covers only what follows the prefix.
+Bounded by --timeout for the whole run.
+"""
+import argparse
+import hashlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+
+def one(host, port, nbytes, deadline, prefix):
+    res = {"sent_len": 0, "recv_len": 0, "sent_sha256": None, "recv_sha256": None, "error": None}
+    data = os.urandom(nbytes)
+    res["sent_sha256"] = hashlib.sha256(data).hexdigest()
+    chunks = []
+    send_err = []
+    try:
+        s = socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic()))
+    except OSError as e:
+        res["error"] = "connect: %s" % e
+        return res
+
+    def sender():
+        try:
+            view = memoryview(data)
+            off = 0
+            while off < len(view):
+                s.settimeout(max(0.1, deadline - time.monotonic()))
+                n = s.send(view[off:off + 65536])
+                off += n
+                res["sent_len"] = off
+            s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            send_err.append("send: %s" % e)
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("overall timeout")
+            s.settimeout(left)
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    except OSError as e:
+        res["error"] = "recv: %s" % e
+    t.join(max(0.1, deadline - time.monotonic()))
+    if send_err and res["error"] is None:
+        res["error"] = send_err[0]
+    elif send_err:
+        res["error"] += "; " + send_err[0]
+    s.close()
+    got = b"".join(chunks)
+    res["recv_len"] = len(got)
+    if prefix is not None:
+        p = prefix.encode()
+        res["prefix_ok"] = got.startswith(p)
+        if res["prefix_ok"]:
+            got = got[len(p):]
+    res["recv_sha256"] = hashlib.sha256(got).hexdigest()
+    return res
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--bytes", type=int, default=1024)
+    p.add_argument("--connections", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--expect-prefix", default=None)
+    args = p.parse_args()
+    deadline = time.monotonic() + args.timeout
+    results = [None] * args.connections
+
+    def run(i):
+        results[i] = one(args.host, args.port, args.bytes, deadline, args.expect_prefix)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(args.connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.1, deadline - time.monotonic() + 1))
+    for r in results:
+        print(json.dumps(r if r is not None else {"error": "thread did not finish", "recv_len": 0}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

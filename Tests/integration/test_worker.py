@@ -1,0 +1,197 @@
+"""End-to-end tests of `tlsgate worker` in the three-namespace lab (see conftest.py).
+
+Each test checks both what the plain-text client saw and the reason in the worker's
+one-line connection log.
+"""
+import time
+
+import pytest
+
+MiB = 1024 * 1024
+
+
+def only_record(worker, n=1):
+    recs = worker.wait_connections(n)
+    assert len(recs) == n, "expected exactly %d connection line(s):\n%s" % (n, worker.log_text())
+    return recs
+
+
+def assert_refused(res):
+    """The client must get nothing back: connection closed with zero bytes."""
+    assert len(res) == 1
+    r = res[0]
+    assert r["recv_len"] == 0, r
+    # A plain close (error None) or a reset are both acceptable ways to refuse;
+    # hanging until the client's timeout is not.
+    assert r["error"] is None or "timed out" not in r["error"] and "timeout" not in r["error"], r
+
+
+def assert_reason(rec, result, reasons, detail_substrings=()):
+    reasons = (reasons,) if isinstance(reasons, str) else tuple(reasons)
+    assert rec.get("result") == result, rec
+    assert rec.get("reason") in reasons, rec
+    if detail_substrings:
+        detail = rec.get("detail", "").lower()
+        assert any(s.lower() in detail for s in detail_substrings), \
+            "detail %r contains none of %r (record %r)" % (rec.get("detail"), detail_substrings, rec)
+
+
+def assert_tls_failure(worker, plain_client, target, reason, details):
+    res = plain_client(target, 80, nbytes=4096, timeout=20)
+    assert_refused(res)
+    (rec,) = only_record(worker)
+    assert rec.get("result") in ("failed", "refused"), rec
+    assert_reason(rec, rec.get("result"), reason, details)
+    return rec
+
+
+# 1
+def test_good_chain_ipv4_4mib(lab, tls_server, worker, redirect, plain_client, listen_port):
+    tls_server("good", "198.19.0.10")
+    w = worker(listen_port, networks=["198.19.0.10/32"])
+    redirect(listen_port)
+    (r,) = plain_client("198.19.0.10", 80, nbytes=4 * MiB, timeout=60)
+    assert r["error"] is None, r
+    assert r["recv_len"] == 4 * MiB, r
+    assert r["recv_sha256"] == r["sent_sha256"], r
+    (rec,) = only_record(w)
+    assert_reason(rec, "ok", "completed")
+    assert rec.get("bytes_up") == str(4 * MiB), rec
+    assert rec.get("bytes_down") == str(4 * MiB), rec
+    assert rec.get("dst") == "198.19.0.10:80", rec
+    assert rec.get("upstream") == "198.19.0.10:443", rec
+    assert rec.get("sni") == "good.test", rec
+    assert rec.get("client", "").startswith("198.18.0.2:"), rec
+    assert rec.get("tls_version") in ("TLSv1.2", "TLSv1.3"), rec
+
+
+# 2
+def test_good_chain_ipv6(lab, tls_server, worker, redirect, plain_client, listen_port):
+    tls_server("good", "2001:2:0:1::10")
+    w = worker(listen_port, networks=["2001:2:0:1::10/128"], listen_host="::")
+    redirect(listen_port, v4=None)
+    (r,) = plain_client("2001:2:0:1::10", 80, nbytes=1 * MiB, timeout=60)
+    assert r["error"] is None, r
+    assert r["recv_len"] == 1 * MiB and r["recv_sha256"] == r["sent_sha256"], r
+    (rec,) = only_record(w)
+    assert_reason(rec, "ok", "completed")
+    assert rec.get("bytes_up") == str(MiB) and rec.get("bytes_down") == str(MiB), rec
+    assert rec.get("upstream") in ("[2001:2:0:1::10]:443", "2001:2:0:1::10:443"), rec
+
+
+# 3
+def test_wrong_name(lab, tls_server, worker, redirect, plain_client, listen_port):
+    srv = tls_server("wrongname", "198.19.0.12")
+    w = worker(listen_port, networks=["198.19.0.12/32"])
+    redirect(listen_port)
+    assert_tls_failure(w, plain_client, "198.19.0.12", "tls_verify_failed", ["hostname mismatch"])
+    assert srv.accepted(), "the worker should have reached the server"
+
+
+# 4
+def test_expired(lab, tls_server, worker, redirect, plain_client, listen_port):
+    tls_server("expired", "198.19.0.13")
+    w = worker(listen_port, networks=["198.19.0.13/32"])
+    redirect(listen_port)
+    assert_tls_failure(w, plain_client, "198.19.0.13", "tls_verify_failed", ["expired"])
+
+
+# 5
+def test_self_signed(lab, tls_server, worker, redirect, plain_client, listen_port):
+    tls_server("selfsigned", "198.19.0.14")
+    w = worker(listen_port, networks=["198.19.0.14/32"])
+    redirect(listen_port)
+    assert_tls_failure(w, plain_client, "198.19.0.14", "tls_verify_failed", ["self-signed", "self signed"])
+
+
+# 6
+def test_untrusted_root(lab, tls_server, worker, redirect, plain_client, listen_port):
+    tls_server("untrusted", "198.19.0.15")
+    w = worker(listen_port, networks=["198.19.0.15/32"])
+    redirect(listen_port)
+    assert_tls_failure(w, plain_client, "198.19.0.15", "tls_verify_failed", ["unable to get local issuer"])
+
+
+# 7
+def test_legacy_protocol_server(lab, tls_server, worker, redirect, plain_client, listen_port):
+    tls_server("good", "198.19.0.16", min_version="1.0", max_version="1.1")
+    w = worker(listen_port, networks=["198.19.0.16/32"])
+    redirect(listen_port)
+    assert_tls_failure(w, plain_client, "198.19.0.16", "tls_handshake_failed", ["protocol"])
+
+
+# 8
+def test_direct_connection_to_listen_port(lab, tls_server, worker, redirect, plain_client, listen_port):
+    srv = tls_server("good", "198.19.0.10")
+    w = worker(listen_port, networks=["198.19.0.10/32"])
+    redirect(listen_port)
+    res = plain_client(lab.gw_lan_v4, listen_port, nbytes=1024, timeout=20)
+    assert_refused(res)
+    (rec,) = only_record(w)
+    assert_reason(rec, "refused", ("not_redirected", "destination_is_gateway"))
+    time.sleep(0.3)
+    assert srv.accepted() == [], "the TLS server must not see any connection: %r" % srv.events()
+
+
+# 9
+def test_destination_not_in_policy(lab, tls_server, worker, redirect, plain_client, listen_port):
+    other = tls_server("good", "198.19.0.11")
+    w = worker(listen_port, networks=["198.19.0.10/32"])
+    redirect(listen_port, v4="198.19.0.11")
+    res = plain_client("198.19.0.11", 80, nbytes=1024, timeout=20)
+    assert_refused(res)
+    (rec,) = only_record(w)
+    assert_reason(rec, "refused", "destination_not_in_policy")
+    assert rec.get("dst") == "198.19.0.11:80", rec
+    time.sleep(0.3)
+    assert other.accepted() == [], "the server must not see any connection: %r" % other.events()
+
+
+# 10
+def test_server_refuses(lab, worker, redirect, plain_client, listen_port):
+    # Nothing listens on 198.19.0.17:443: the server's kernel answers RST.
+    w = worker(listen_port, networks=["198.19.0.17/32"])
+    redirect(listen_port)
+    res = plain_client("198.19.0.17", 80, nbytes=1024, timeout=20)
+    assert_refused(res)
+    (rec,) = only_record(w)
+    assert rec.get("result") in ("failed", "refused"), rec
+    assert_reason(rec, rec.get("result"), "connect_refused")
+
+
+# 11
+def test_half_close_with_server_greeting(lab, tls_server, worker, redirect, plain_client, listen_port):
+    greeting = "220 tlsgate-test greeting\r\n"
+    tls_server("good", "198.19.0.18", greeting=greeting)
+    w = worker(listen_port, networks=["198.19.0.18/32"])
+    redirect(listen_port)
+    (r,) = plain_client("198.19.0.18", 80, nbytes=256 * 1024, timeout=30, expect_prefix=greeting)
+    assert r["error"] is None, r
+    assert r["prefix_ok"], r
+    assert r["recv_len"] == len(greeting) + 256 * 1024, r
+    assert r["recv_sha256"] == r["sent_sha256"], r
+    (rec,) = only_record(w)
+    assert_reason(rec, "ok", "completed")
+    assert rec.get("bytes_up") == str(256 * 1024), rec
+    assert rec.get("bytes_down") == str(len(greeting) + 256 * 1024), rec
+
+
+# 12
+def test_concurrent_connections_json_log(lab, tls_server, worker, redirect, plain_client, listen_port):
+    n = 20
+    srv = tls_server("good", "198.19.0.19")
+    w = worker(listen_port, networks=["198.19.0.19/32"], log_format="json")
+    redirect(listen_port)
+    res = plain_client("198.19.0.19", 80, nbytes=200 * 1024, connections=n, timeout=60)
+    bad = [r for r in res if r["error"] is not None or r["recv_len"] != 200 * 1024
+           or r["recv_sha256"] != r["sent_sha256"]]
+    assert not bad, bad
+    recs = w.wait_connections(n, timeout=20)
+    assert len(recs) == n, w.log_text()
+    for rec in recs:
+        assert rec.get("level"), rec
+        assert rec.get("ts"), rec
+        assert_reason(rec, "ok", "completed")
+        assert rec.get("bytes_up") == str(200 * 1024) and rec.get("bytes_down") == str(200 * 1024), rec
+    assert len({rec.get("client") for rec in recs}) == n, "client ports must be distinct"
+    assert len(srv.accepted()) == n
