@@ -37,6 +37,7 @@ let package = Package(
             dependencies: [
                 "CTLSGateOpenSSL", "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // The only Swift importer of CTLSGateLinux: original destination, capabilities, prctl.
@@ -54,6 +55,7 @@ let package = Package(
                 "TLSGatePolicy", "TLSGateTLS", "TLSGateSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -72,6 +74,8 @@ let package = Package(
             name: "TLSGateTLSTests",
             dependencies: [
                 "TLSGateTLS",
+                // The tests play the server side with OpenSSL directly.
+                "COpenSSL", "CTLSGateOpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]

@@ -1,1 +1,156 @@
+import COpenSSL
+import CTLSGateOpenSSL
+import NIOConcurrencyHelpers
 
+/// Owns one OpenSSL `SSL_CTX` configured for a policy. Shared by every connection and
+/// every event loop of a worker (OpenSSL contexts are thread-safe once configured), and
+/// holds the session cache that lets a new connection to the same server resume.
+public final class TLSContext: Sendable {
+    // The pointer is set once in init and freed once in deinit; OpenSSL guards the object.
+    nonisolated(unsafe) let ctx: OpaquePointer
+    public let configuration: TLSClientConfiguration
+    let sessions: TLSSessionCache
+
+    public init(configuration: TLSClientConfiguration) throws(TLSError) {
+        OpenSSLErrorQueue.clear()
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else {
+            throw OpenSSLErrorQueue.error(.configuration, "SSL_CTX_new failed")
+        }
+        self.ctx = ctx
+        self.configuration = configuration
+        self.sessions = TLSSessionCache(capacity: configuration.sessionCacheSize)
+        // Every stored property is set: if this throws, deinit runs and frees ctx.
+        try Self.configure(ctx, configuration)
+        SSL_CTX_sess_set_new_cb(ctx, tlsgateNewSessionCallback)
+    }
+
+    deinit {
+        SSL_CTX_free(ctx)
+    }
+
+    private static func configure(_ ctx: OpaquePointer, _ configuration: TLSClientConfiguration) throws(TLSError) {
+        // Legacy versions need security level 0 in OpenSSL 3; only a policy that asks for
+        // them gets it, and the policy layer warns about it.
+        if configuration.minVersion < .tls1_2 {
+            SSL_CTX_set_security_level(ctx, 0)
+        }
+        guard tg_ssl_ctx_set_min_proto_version(ctx, Int32(configuration.minVersion.rawValue)) == 1 else {
+            throw OpenSSLErrorQueue.error(.configuration, "cannot set minimum version \(configuration.minVersion)")
+        }
+        if let max = configuration.maxVersion {
+            guard max >= configuration.minVersion,
+                tg_ssl_ctx_set_max_proto_version(ctx, Int32(max.rawValue)) == 1
+            else {
+                throw OpenSSLErrorQueue.error(.configuration, "cannot set maximum version \(max)")
+            }
+        }
+        _ = tg_ssl_ctx_set_options(ctx, tg_ssl_op_no_renegotiation() | tg_ssl_op_no_compression())
+        // Idle connections give their 34 KiB of record buffers back; the socket layer
+        // writes whole buffers, and OpenSSL may be handed a moved buffer on retry.
+        _ = tg_ssl_ctx_set_mode(ctx, tg_ssl_mode_release_buffers() | tg_ssl_mode_accept_moving_write_buffer())
+        _ = tg_ssl_ctx_set_session_cache_mode(ctx, tg_ssl_sess_cache_client_no_internal())
+
+        // Verification is always on; a failed chain aborts the handshake.
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        if configuration.trustSystem {
+            guard SSL_CTX_load_verify_locations(
+                ctx, TLSClientConfiguration.systemCAFile, TLSClientConfiguration.systemCADirectory) == 1
+            else {
+                throw OpenSSLErrorQueue.error(
+                    .configuration, "cannot load the system trust store \(TLSClientConfiguration.systemCAFile)")
+            }
+        }
+        for file in configuration.caFiles {
+            guard SSL_CTX_load_verify_file(ctx, file) == 1 else {
+                throw OpenSSLErrorQueue.error(.configuration, "cannot load CA file \(file)")
+            }
+        }
+        if !configuration.trustSystem && configuration.caFiles.isEmpty {
+            throw TLSError(kind: .configuration, context: "no trust anchors: trust the system store or give a CA file")
+        }
+        if !configuration.alpn.isEmpty {
+            var wire: [UInt8] = []
+            for proto in configuration.alpn {
+                let bytes = Array(proto.utf8)
+                guard !bytes.isEmpty, bytes.count <= 255 else {
+                    throw TLSError(kind: .configuration, context: "bad ALPN protocol name \"\(proto)\"")
+                }
+                wire.append(UInt8(bytes.count))
+                wire.append(contentsOf: bytes)
+            }
+            // Note: SSL_CTX_set_alpn_protos returns 0 on success.
+            guard SSL_CTX_set_alpn_protos(ctx, wire, UInt32(wire.count)) == 0 else {
+                throw OpenSSLErrorQueue.error(.configuration, "cannot set ALPN protocols")
+            }
+        }
+    }
+}
+
+/// Sessions for resumption, one per (server address, port, name), shared by every
+/// connection of a worker. Holds one reference to each `SSL_SESSION` it stores.
+final class TLSSessionCache: Sendable {
+    private struct Storage: @unchecked Sendable {
+        var entries: [String: OpaquePointer] = [:]
+        var order: [String] = []  // insertion order, for eviction
+    }
+    private let storage = NIOLockedValueBox(Storage())
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = max(1, capacity) }
+
+    deinit {
+        storage.withLockedValue { s in
+            for session in s.entries.values { SSL_SESSION_free(session) }
+            s.entries.removeAll()
+        }
+    }
+
+    /// Takes ownership of one reference to `session`.
+    func store(_ session: OpaquePointer, for key: String) {
+        let evicted: [OpaquePointer] = storage.withLockedValue { s in
+            var freed: [OpaquePointer] = []
+            if let old = s.entries.updateValue(session, forKey: key) {
+                freed.append(old)
+            } else {
+                s.order.append(key)
+                while s.order.count > capacity {
+                    let victim = s.order.removeFirst()
+                    if let old = s.entries.removeValue(forKey: victim) { freed.append(old) }
+                }
+            }
+            return freed
+        }
+        for session in evicted { SSL_SESSION_free(session) }
+    }
+
+    /// Sets the cached session for `key` on `ssl`, if any is still resumable.
+    func apply(to ssl: OpaquePointer, key: String) {
+        storage.withLockedValue { s in
+            guard let session = s.entries[key] else { return }
+            if SSL_SESSION_is_resumable(session) == 1 {
+                _ = SSL_set_session(ssl, session)  // takes its own reference
+            }
+        }
+    }
+
+    /// Forgets `key`, e.g. after a handshake with that session failed.
+    func remove(_ key: String) {
+        let old = storage.withLockedValue { s -> OpaquePointer? in
+            guard let old = s.entries.removeValue(forKey: key) else { return nil }
+            s.order.removeAll { $0 == key }
+            return old
+        }
+        if let old { SSL_SESSION_free(old) }
+    }
+
+    var count: Int { storage.withLockedValue { $0.entries.count } }
+}
+
+/// OpenSSL calls this when the server issues a session (at handshake end in TLS 1.2, in a
+/// NewSessionTicket message after it in TLS 1.3). Returning 1 keeps the reference.
+private func tlsgateNewSessionCallback(_ ssl: OpaquePointer?, _ session: OpaquePointer?) -> Int32 {
+    guard let ssl, let session, let raw = tg_ssl_get_app_data(ssl) else { return 0 }
+    let connection = Unmanaged<TLSConnection>.fromOpaque(raw).takeUnretainedValue()
+    connection.context.sessions.store(session, for: connection.sessionKey)
+    return 1
+}

@@ -1,4 +1,36 @@
+// Linux specifics for tlsgate: the original destination of a redirected connection,
+// prctl, and capabilities through libcap. Every symbol is prefixed tg_linux_.
+// Kernel headers (linux/netfilter_ipv4.h, linux/netfilter_ipv6/ip6_tables.h) clash
+// with glibc's when imported into Swift, so they are included only from shim.c.
 #ifndef TLSGATE_CTLSGATELINUX_H
 #define TLSGATE_CTLSGATELINUX_H
+
 #include <sys/socket.h>
+#include <netinet/in.h>
+
+// getsockopt(fd, SOL_IP, SO_ORIGINAL_DST) / getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST).
+int tg_linux_sol_ip(void);
+int tg_linux_sol_ipv6(void);
+int tg_linux_so_original_dst(void);
+int tg_linux_ip6t_so_original_dst(void);
+int tg_linux_ip_transparent(void);
+int tg_linux_ipv6_transparent(void);
+
+// prctl(PR_SET_NO_NEW_PRIVS, 1) and friends; return 0 or -1 with errno set.
+int tg_linux_set_no_new_privs(void);
+int tg_linux_get_no_new_privs(void);
+int tg_linux_set_keep_caps(int on);
+int tg_linux_set_pdeathsig(int signal);
+
+// Capabilities (libcap). Return 0 or -1 with errno set.
+// Leaves exactly CAP_NET_ADMIN (when keep_net_admin) in the permitted and effective sets,
+// and in the ambient set when ambient is set; all else cleared.
+int tg_linux_caps_limit_to_net_admin(int keep_net_admin, int ambient);
+// Drops every capability from every set, including the bounding set when possible.
+int tg_linux_caps_drop_all(void);
+// 1 when the effective set holds CAP_NET_ADMIN, 0 when not, -1 on error.
+int tg_linux_caps_have_net_admin(void);
+// 1 when the effective set holds every capability a root process has (CAP_SYS_ADMIN), else 0.
+int tg_linux_caps_have_sys_admin(void);
+
 #endif

@@ -1,4 +1,56 @@
+// C helpers for tlsgate's OpenSSL wrapper. OpenSSL exposes many of its controls as
+// macros, which Swift cannot call; each one gets a real function here. Every symbol
+// is prefixed tg_ssl_. Only the TLSGateTLS module imports this header.
 #ifndef TLSGATE_CTLSGATEOPENSSL_H
 #define TLSGATE_CTLSGATEOPENSSL_H
+
 #include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <openssl/bio.h>
+#include <stddef.h>
+
+// Version numbers, so Swift need not know OpenSSL's constants.
+enum {
+    TG_SSL_TLS1_VERSION = 0x0301,
+    TG_SSL_TLS1_1_VERSION = 0x0302,
+    TG_SSL_TLS1_2_VERSION = 0x0303,
+    TG_SSL_TLS1_3_VERSION = 0x0304,
+};
+
+// SSL_CTX macros.
+int tg_ssl_ctx_set_min_proto_version(SSL_CTX *ctx, int version);
+int tg_ssl_ctx_set_max_proto_version(SSL_CTX *ctx, int version);
+long tg_ssl_ctx_set_mode(SSL_CTX *ctx, long mode);
+long tg_ssl_ctx_set_session_cache_mode(SSL_CTX *ctx, long mode);
+long tg_ssl_ctx_set_options(SSL_CTX *ctx, long options);
+
+// Modes and options the Swift side sets, exported as values.
+long tg_ssl_mode_release_buffers(void);
+long tg_ssl_mode_enable_partial_write(void);
+long tg_ssl_mode_accept_moving_write_buffer(void);
+long tg_ssl_sess_cache_client_no_internal(void);
+long tg_ssl_op_no_renegotiation(void);
+long tg_ssl_op_no_compression(void);
+
+// SSL macros.
+int tg_ssl_set_tlsext_host_name(SSL *ssl, const char *name);
+int tg_ssl_set_app_data(SSL *ssl, void *data);
+void *tg_ssl_get_app_data(const SSL *ssl);
+
+// Custom BIO plumbing: the retry flags are macros.
+void tg_ssl_bio_set_retry_read(BIO *bio);
+void tg_ssl_bio_clear_retry_flags(BIO *bio);
+int tg_ssl_bio_ctrl_flush(void);
+int tg_ssl_bio_ctrl_pending(void);
+int tg_ssl_bio_ctrl_wpending(void);
+int tg_ssl_bio_ctrl_get_close(void);
+int tg_ssl_bio_ctrl_set_close(void);
+int tg_ssl_bio_ctrl_eof(void);
+
+// Error queue: the next error's reason string (NULL when empty), its library code and
+// whether more are queued; copies the formatted text into buf.
+unsigned long tg_ssl_err_get_error(char *buf, size_t len);
+
 #endif

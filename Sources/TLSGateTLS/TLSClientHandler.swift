@@ -1,0 +1,285 @@
+import NIOCore
+
+/// Events `TLSClientHandler` sends up the pipeline.
+public enum TLSClientEvent: Sendable, Equatable {
+    /// The server's certificate was verified and the handshake finished.
+    case handshakeCompleted(TLSHandshakeInfo)
+}
+
+/// A TLS client on a NIO channel, over the system OpenSSL.
+///
+/// Inbound: ciphertext from the socket in, plaintext out. Outbound: plaintext in,
+/// ciphertext out. Plaintext is delivered only after the handshake — and so the
+/// certificate check — succeeded. The server's close_notify arrives as
+/// `ChannelEvent.inputClosed`; `close(mode: .output)` sends close_notify and half-closes
+/// TCP. Errors arrive as `TLSError` through `errorCaught`, after which the channel closes.
+///
+/// The channel must allow remote half-closure, so that a TCP FIN can be told apart from
+/// close_notify.
+public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    /// Upper bound of plaintext delivered in one channelRead.
+    static let maxPlaintextChunk = 256 * 1024
+    static let readSize = 16 * 1024
+
+    private let tlsContext: TLSContext
+    private let identity: TLSPeerIdentity
+    private let sessionKey: String
+    private var connection: TLSConnection?
+    private var machine = TLSClientStateMachine()
+    private var plaintext = ByteBuffer()
+    private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+    private var pendingFlush = false
+    private var firedRead = false
+    private var writePromises: [EventLoopPromise<Void>] = []
+
+    /// - Parameters:
+    ///   - identity: the name (sent as SNI) or address the certificate must match.
+    ///   - sessionKey: connections with the same key share resumable sessions; include
+    ///     the server address, port and identity.
+    public init(context: TLSContext, identity: TLSPeerIdentity, sessionKey: String) {
+        self.tlsContext = context
+        self.identity = identity
+        self.sessionKey = sessionKey
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        plaintext = context.channel.allocator.buffer(capacity: 0)
+        do {
+            connection = try TLSConnection(
+                context: tlsContext, identity: identity, sessionKey: sessionKey,
+                allocator: context.channel.allocator)
+        } catch {
+            fail(context: context, error: error)
+            return
+        }
+        if context.channel.isActive { activate(context: context) }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        let error = ChannelError.ioOnClosedChannel
+        for (_, promise) in pendingWrites { promise?.fail(error) }
+        pendingWrites.removeAll()
+        for promise in writePromises { promise.fail(error) }
+        writePromises.removeAll()
+        connection?.bio.releaseBuffers(allocator: context.channel.allocator)
+        connection = nil
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        activate(context: context)
+        context.fireChannelActive()
+    }
+
+    private func activate(context: ChannelHandlerContext) {
+        guard machine.activate() == .startHandshake else { return }
+        continueHandshake(context: context)
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let connection else { return }
+        var buffer = unwrapInboundIn(data)
+        connection.bio.withInbound(&buffer) {
+            switch machine.state {
+            case .handshaking:
+                continueHandshake(context: context)
+            case .active(inputClosed: false, _):
+                readPlaintext(context: context)
+            default:
+                break  // after close_notify or failure, further bytes are ignored
+            }
+        }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        flushOutbound(context: context)
+        if firedRead {
+            firedRead = false
+            context.fireChannelReadComplete()
+        }
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        connection?.bio.peerClosed = true
+        // Let OpenSSL see the EOF: a close_notify may still sit in the buffered bytes.
+        if case .active(inputClosed: false, _) = machine.state { readPlaintext(context: context) }
+        switch machine.transportEOF() {
+        case .failClosedDuringHandshake:
+            fail(
+                context: context,
+                error: TLSError(kind: .closedDuringHandshake, context: "server closed the connection during the handshake"))
+        case .failUncleanShutdown:
+            fail(context: context, error: TLSError(kind: .uncleanShutdown, context: "server closed TCP without close_notify"))
+        case .none:
+            break
+        }
+    }
+
+    // MARK: outbound
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let buffer = unwrapOutboundIn(data)
+        switch machine.write() {
+        case .buffer:
+            pendingWrites.append((buffer, promise))
+        case .encrypt:
+            encrypt(context: context, buffer, promise: promise)
+        case .fail:
+            promise?.fail(ChannelError.outputClosed)
+        }
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        if case .active = machine.state {
+            flushOutbound(context: context)
+        } else {
+            pendingFlush = true
+        }
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        switch mode {
+        case .output:
+            switch machine.closeOutput() {
+            case .sendCloseNotifyAndShutdownOutput:
+                connection?.shutdown()
+                flushOutbound(context: context)
+                context.close(mode: .output, promise: promise)
+            case .closeAll:
+                context.close(mode: .all, promise: promise)
+            case .none:
+                promise?.succeed(())
+            }
+        case .input:
+            context.close(mode: .input, promise: promise)
+        case .all:
+            if machine.close() == .sendCloseNotifyThenClose {
+                connection?.shutdown()
+                flushOutbound(context: context)
+            }
+            context.close(mode: .all, promise: promise)
+        }
+    }
+
+    // MARK: driving OpenSSL
+
+    private func continueHandshake(context: ChannelHandlerContext) {
+        guard let connection else { return }
+        switch connection.handshake() {
+        case .wantRead:
+            flushOutbound(context: context)
+        case .failed(let error):
+            flushOutbound(context: context)  // carries the alert to the server
+            fail(context: context, error: error)
+        case .complete:
+            flushOutbound(context: context)
+            guard machine.handshakeCompleted() == .fireCompletedAndFlushPending else { return }
+            context.fireUserInboundEventTriggered(TLSClientEvent.handshakeCompleted(connection.handshakeInfo))
+            let writes = pendingWrites
+            pendingWrites.removeAll()
+            for (buffer, promise) in writes { encrypt(context: context, buffer, promise: promise) }
+            if pendingFlush || !writes.isEmpty {
+                pendingFlush = false
+                flushOutbound(context: context)
+            }
+            // Application data may have arrived with the last handshake flight.
+            if connection.bio.hasBufferedInbound { readPlaintext(context: context) }
+        }
+    }
+
+    private func readPlaintext(context: ChannelHandlerContext) {
+        guard let connection else { return }
+        if plaintext.readableBytes == 0 { plaintext.clear() }  // reuses storage once the peer wrote it
+        var outcome: TLSConnection.ReadResult = .wantRead
+        while true {
+            var result: TLSConnection.ReadResult = .wantRead
+            plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readSize) { pointer in
+                result = connection.read(into: pointer)
+                if case .bytes(let n) = result { return n }
+                return 0
+            }
+            if case .bytes = result {
+                if plaintext.readableBytes >= Self.maxPlaintextChunk { deliverPlaintext(context: context) }
+                continue
+            }
+            outcome = result
+            break
+        }
+        deliverPlaintext(context: context)
+        switch outcome {
+        case .closeNotify:
+            if machine.closeNotifyReceived() == .fireInputClosed {
+                flushOutbound(context: context)
+                context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            }
+        case .failed(let error):
+            fail(context: context, error: error)
+        case .wantRead, .bytes:
+            break
+        }
+    }
+
+    private func deliverPlaintext(context: ChannelHandlerContext) {
+        guard plaintext.readableBytes > 0 else { return }
+        let chunk = plaintext
+        plaintext.moveReaderIndex(to: plaintext.writerIndex)
+        firedRead = true
+        context.fireChannelRead(wrapInboundOut(chunk))
+    }
+
+    private func encrypt(context: ChannelHandlerContext, _ buffer: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        guard let connection else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        let error = buffer.withUnsafeReadableBytes { connection.write($0) }
+        if let error {
+            promise?.fail(error)
+            fail(context: context, error: error)
+            return
+        }
+        if let promise { writePromises.append(promise) }
+    }
+
+    /// Hands the ciphertext produced so far to the socket, completing the plaintext
+    /// writes' promises when it is written.
+    private func flushOutbound(context: ChannelHandlerContext) {
+        guard let connection else { return }
+        if let data = connection.bio.takeOutbound() {
+            let promise: EventLoopPromise<Void>?
+            switch writePromises.count {
+            case 0: promise = nil
+            case 1: promise = writePromises[0]
+            default:
+                let combined = context.eventLoop.makePromise(of: Void.self)
+                let waiting = writePromises
+                combined.futureResult.whenComplete { result in
+                    for p in waiting { p.completeWith(result) }
+                }
+                promise = combined
+            }
+            writePromises.removeAll(keepingCapacity: true)
+            context.write(wrapOutboundOut(data), promise: promise)
+            context.flush()
+        } else if !writePromises.isEmpty {
+            for p in writePromises { p.succeed(()) }
+            writePromises.removeAll(keepingCapacity: true)
+        }
+    }
+
+    private func fail(context: ChannelHandlerContext, error: TLSError) {
+        guard machine.failed() == .fireErrorAndClose else { return }
+        for (_, promise) in pendingWrites { promise?.fail(error) }
+        pendingWrites.removeAll()
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+}

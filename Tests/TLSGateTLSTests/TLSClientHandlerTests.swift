@@ -1,0 +1,233 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import TLSGateTLS
+
+/// Records what the TLS handler sends up the pipeline.
+final class Recorder: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    var received: [UInt8] = []
+    var events: [TLSClientEvent] = []
+    var inputClosed = false
+    var errors: [Error] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        received.append(contentsOf: unwrapInboundIn(data).readableBytesView)
+    }
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? TLSClientEvent { events.append(e) }
+        if let e = event as? ChannelEvent, e == .inputClosed { inputClosed = true }
+    }
+    func errorCaught(context: ChannelHandlerContext, error: Error) { errors.append(error) }
+
+    var tlsError: TLSError? { errors.compactMap { $0 as? TLSError }.first }
+    var handshake: TLSHandshakeInfo? {
+        for case .handshakeCompleted(let info) in events { return info }
+        return nil
+    }
+}
+
+struct Pair {
+    let channel: EmbeddedChannel
+    let recorder: Recorder
+    let server: InMemoryTLSServer
+    let byteByByte: Bool
+
+    init(
+        identity: TLSPeerIdentity = .dnsName("good.test"),
+        server: InMemoryTLSServer? = nil,
+        configuration: TLSClientConfiguration? = nil,
+        context: TLSContext? = nil,
+        byteByByte: Bool = false
+    ) throws {
+        let pki = TestPKI.shared
+        let tlsContext = try context ?? TLSContext(
+            configuration: configuration ?? TLSClientConfiguration(trustSystem: false, caFiles: [pki.path("root.pem")]))
+        let handler = TLSClientHandler(context: tlsContext, identity: identity, sessionKey: "test|\(identity)")
+        recorder = Recorder()
+        channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.pipeline.syncOperations.addHandler(recorder)
+        self.server = server ?? InMemoryTLSServer(certificate: pki.path("good.pem"), key: pki.path("good.key"))
+        self.byteByByte = byteByByte
+        try channel.connect(to: SocketAddress(ipAddress: "198.19.0.10", port: 443)).wait()
+    }
+
+    /// Moves bytes both ways until neither side has anything more to say.
+    func pump() throws {
+        for _ in 0..<64 {
+            var moved = false
+            while let out = try channel.readOutbound(as: ByteBuffer.self) {
+                moved = true
+                let reply = server.receive(out)
+                try deliver(reply)
+            }
+            if !moved { return }
+        }
+        Issue.record("pump did not settle")
+    }
+
+    func deliver(_ buffer: ByteBuffer) throws {
+        guard buffer.readableBytes > 0, channel.isActive else { return }
+        if byteByByte {
+            for byte in buffer.readableBytesView {
+                guard channel.isActive else { return }
+                var one = channel.allocator.buffer(capacity: 1)
+                one.writeInteger(byte)
+                try channel.writeInbound(one)
+            }
+        } else {
+            try channel.writeInbound(buffer)
+        }
+    }
+}
+
+@Suite struct TLSClientHandlerTests {
+    @Test(arguments: [false, true])
+    func handshakeAndDataBothWays(byteByByte: Bool) throws {
+        let pair = try Pair(byteByByte: byteByByte)
+        try pair.pump()
+        let info = try #require(pair.recorder.handshake)
+        #expect(info.version == "TLSv1.3")
+        #expect(info.resumed == false)
+        #expect(pair.recorder.errors.isEmpty)
+
+        let upstream = Array((0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try pair.channel.writeAndFlush(ByteBuffer(bytes: upstream)).wait()
+        try pair.pump()
+        #expect(pair.server.received == upstream)
+
+        let downstream = Array((0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+        try pair.deliver(pair.server.send(downstream))
+        #expect(pair.recorder.received == downstream)
+    }
+
+    @Test func serverCloseNotifyClosesInputOnly() throws {
+        let pair = try Pair()
+        try pair.pump()
+        try pair.deliver(pair.server.sendCloseNotify())
+        #expect(pair.recorder.inputClosed)
+        #expect(pair.channel.isActive)
+        // The client may still send after the server finished.
+        try pair.channel.writeAndFlush(ByteBuffer(string: "late")).wait()
+        try pair.pump()
+        #expect(pair.server.received == Array("late".utf8))
+    }
+
+    @Test func halfCloseSendsCloseNotify() throws {
+        let pair = try Pair()
+        try pair.pump()
+        try pair.channel.writeAndFlush(ByteBuffer(string: "bye")).wait()
+        let closed = pair.channel.close(mode: .output)
+        try pair.pump()
+        #expect(pair.server.received == Array("bye".utf8))
+        #expect(pair.server.gotCloseNotify)
+        _ = closed
+    }
+
+    @Test func tcpEOFWithoutCloseNotifyIsAnError() throws {
+        let pair = try Pair()
+        try pair.pump()
+        pair.channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        let error = try #require(pair.recorder.tlsError)
+        #expect(error.kind == .uncleanShutdown)
+        #expect(!pair.recorder.inputClosed)
+    }
+
+    @Test func eofDuringHandshake() throws {
+        let pair = try Pair()
+        _ = try pair.channel.readOutbound(as: ByteBuffer.self)  // ClientHello, never answered
+        pair.channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(pair.recorder.tlsError?.kind == .closedDuringHandshake)
+        #expect(pair.recorder.handshake == nil)
+    }
+
+    @Test func wrongNameIsRefusedWithOpenSSLReason() throws {
+        let pair = try Pair(identity: .dnsName("other.test"))
+        try pair.pump()
+        let error = try #require(pair.recorder.tlsError)
+        #expect(error.kind == .verificationFailed)
+        #expect(error.verifyMessage?.lowercased().contains("hostname mismatch") == true)
+        #expect(error.reasons.contains { $0.contains("certificate verify failed") })
+        #expect(pair.recorder.handshake == nil)
+        #expect(pair.recorder.received.isEmpty)
+        #expect(!pair.channel.isActive)
+    }
+
+    @Test func untrustedCertificateIsRefused() throws {
+        let pki = TestPKI.shared
+        let server = InMemoryTLSServer(certificate: pki.path("self.pem"), key: pki.path("self.key"))
+        let pair = try Pair(server: server)
+        try pair.pump()
+        let error = try #require(pair.recorder.tlsError)
+        #expect(error.kind == .verificationFailed)
+        #expect(error.verifyMessage?.contains("self-signed") == true)
+    }
+
+    @Test func ipIdentityUsesIPSANs() throws {
+        let good = try Pair(identity: .ipAddress("198.19.0.10"))
+        try good.pump()
+        #expect(good.recorder.handshake != nil)
+        let bad = try Pair(identity: .ipAddress("198.19.0.11"))
+        try bad.pump()
+        #expect(bad.recorder.tlsError?.kind == .verificationFailed)
+    }
+
+    @Test(arguments: [("a.wild.test", true), ("a.b.wild.test", false), ("wild.test", false)])
+    func wildcardMatchesOneLabel(name: String, accepted: Bool) throws {
+        let pki = TestPKI.shared
+        let server = InMemoryTLSServer(certificate: pki.path("wild.pem"), key: pki.path("wild.key"))
+        let pair = try Pair(identity: .dnsName(name), server: server)
+        try pair.pump()
+        #expect((pair.recorder.handshake != nil) == accepted)
+    }
+
+    @Test func legacyServerIsRefusedAtTheFloor() throws {
+        let pki = TestPKI.shared
+        let server = InMemoryTLSServer(
+            certificate: pki.path("good.pem"), key: pki.path("good.key"), minVersion: 0x0301, maxVersion: 0x0302)
+        let pair = try Pair(server: server)
+        try pair.pump()
+        let error = try #require(pair.recorder.tlsError)
+        #expect(error.kind == .handshakeFailed)
+        #expect(error.detail.contains("protocol"))
+    }
+
+    @Test func maxVersionIsHonoured() throws {
+        let pki = TestPKI.shared
+        let pair = try Pair(
+            configuration: TLSClientConfiguration(trustSystem: false, caFiles: [pki.path("root.pem")], maxVersion: .tls1_2))
+        try pair.pump()
+        #expect(pair.recorder.handshake?.version == "TLSv1.2")
+    }
+
+    @Test func secondConnectionResumes() throws {
+        let pki = TestPKI.shared
+        let context = try TLSContext(configuration: TLSClientConfiguration(trustSystem: false, caFiles: [pki.path("root.pem")]))
+        let serverContext = InMemoryTLSServer.Context(certificate: pki.path("good.pem"), key: pki.path("good.key"))
+        let first = try Pair(server: InMemoryTLSServer(context: serverContext), context: context)
+        try first.pump()
+        // TLS 1.3 tickets arrive after the handshake, with the first application data.
+        try first.deliver(first.server.send(Array("hello".utf8)))
+        #expect(first.recorder.handshake?.resumed == false)
+        #expect(context.sessions.count == 1)
+
+        let second = try Pair(server: InMemoryTLSServer(context: serverContext), context: context)
+        try second.pump()
+        #expect(second.recorder.handshake?.resumed == true)
+    }
+
+    @Test func missingCAFileIsAConfigurationError() {
+        #expect(throws: TLSError.self) {
+            try TLSContext(configuration: TLSClientConfiguration(trustSystem: false, caFiles: ["/nonexistent/ca.pem"]))
+        }
+        do {
+            _ = try TLSContext(configuration: TLSClientConfiguration(trustSystem: false, caFiles: ["/nonexistent/ca.pem"]))
+        } catch {
+            #expect(error.kind == .configuration)
+            #expect(error.description.contains("/nonexistent/ca.pem"))
+            #expect(!error.reasons.isEmpty)
+        }
+    }
+}
