@@ -415,12 +415,13 @@ def worker(lab, pki, worker_bin, tmp_path, request):
 
 @pytest.fixture
 def plain_client(lab):
-    """plain_client(host, port=80, nbytes=1024, connections=1, timeout=30, expect_prefix=None)
-    -> list of result dicts (one per connection), run in the client namespace."""
+    """plain_client(host, port=80, nbytes=1024, connections=1, timeout=30, expect_prefix=None,
+    read_delay=0) -> list of result dicts (one per connection), run in the client namespace."""
 
-    def run(host, port=80, nbytes=1024, connections=1, timeout=30.0, expect_prefix=None):
+    def run(host, port=80, nbytes=1024, connections=1, timeout=30.0, expect_prefix=None, read_delay=0.0):
         argv = [PY, PLAIN_CLIENT, host, str(port), "--bytes", str(nbytes),
-                "--connections", str(connections), "--timeout", str(timeout)]
+                "--connections", str(connections), "--timeout", str(timeout),
+                "--read-delay", str(read_delay)]
         if expect_prefix is not None:
             argv += ["--expect-prefix", expect_prefix]
         r = lab.run(lab.client, argv, timeout=timeout + 15, check=False)

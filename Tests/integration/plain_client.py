@@ -3,7 +3,7 @@
 
 Run in the lab's client namespace:
   ip netns exec tg-client /usr/bin/python3 plain_client.py HOST PORT \
-      [--bytes N] [--connections K] [--timeout S] [--expect-prefix TEXT]
+      [--bytes N] [--connections K] [--timeout S] [--expect-prefix TEXT] [--read-delay S]
 
 For each of K concurrent connections: connects, sends N random bytes (from a sender
 thread, so the echo can flow back meanwhile), half-closes (shutdown(SHUT_WR)), reads
@@ -23,7 +23,7 @@ import threading
 import time
 
 
-def one(host, port, nbytes, deadline, prefix):
+def one(host, port, nbytes, deadline, prefix, read_delay=0.0):
     res = {"sent_len": 0, "recv_len": 0, "sent_sha256": None, "recv_sha256": None, "error": None}
     data = os.urandom(nbytes)
     res["sent_sha256"] = hashlib.sha256(data).hexdigest()
@@ -50,6 +50,9 @@ def one(host, port, nbytes, deadline, prefix):
 
     t = threading.Thread(target=sender, daemon=True)
     t.start()
+    if read_delay > 0:
+        # A slow reader: the echo piles up in the gateway, which must apply back-pressure.
+        time.sleep(min(read_delay, max(0.0, deadline - time.monotonic())))
     try:
         while True:
             left = deadline - time.monotonic()
@@ -87,12 +90,14 @@ def main():
     p.add_argument("--connections", type=int, default=1)
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--expect-prefix", default=None)
+    p.add_argument("--read-delay", type=float, default=0.0,
+                   help="seconds to wait before reading the echo (back-pressure)")
     args = p.parse_args()
     deadline = time.monotonic() + args.timeout
     results = [None] * args.connections
 
     def run(i):
-        results[i] = one(args.host, args.port, args.bytes, deadline, args.expect_prefix)
+        results[i] = one(args.host, args.port, args.bytes, deadline, args.expect_prefix, args.read_delay)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(args.connections)]
     for t in threads:

@@ -195,3 +195,19 @@ def test_concurrent_connections_json_log(lab, tls_server, worker, redirect, plai
         assert rec.get("bytes_up") == str(200 * 1024) and rec.get("bytes_down") == str(200 * 1024), rec
     assert len({rec.get("client") for rec in recs}) == n, "client ports must be distinct"
     assert len(srv.accepted()) == n
+
+
+# 13 (beyond the brief's list): back-pressure. The client reads nothing for a second, so
+# the echo piles up at the gateway; when the server ends, everything queued for the
+# client must still be delivered before the worker closes it.
+def test_slow_reader_gets_everything(lab, tls_server, worker, redirect, plain_client, listen_port):
+    tls_server("good", "198.19.0.20")
+    w = worker(listen_port, networks=["198.19.0.20/32"])
+    redirect(listen_port)
+    (r,) = plain_client("198.19.0.20", 80, nbytes=4 * MiB, timeout=60, read_delay=1.0)
+    assert r["error"] is None, r
+    assert r["recv_len"] == 4 * MiB, "client got %d of %d bytes (truncated)" % (r["recv_len"], 4 * MiB)
+    assert r["recv_sha256"] == r["sent_sha256"], r
+    (rec,) = only_record(w)
+    assert_reason(rec, "ok", "completed")
+    assert rec.get("bytes_up") == str(4 * MiB) and rec.get("bytes_down") == str(4 * MiB), rec
