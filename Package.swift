@@ -59,17 +59,28 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // nftables: the gateway's own table, rendered from a plan and applied atomically.
+        .target(name: "TLSGateFirewall"),
+        // The supervisor: sockets, workers, signals, the firewall table.
+        .target(
+            name: "TLSGateSupervisor",
+            dependencies: [
+                "TLSGatePolicy", "TLSGateFirewall", "TLSGateSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "tlsgate",
             dependencies: [
-                "TLSGatePolicy", "TLSGateRelay", "TLSGateTLS", "TLSGateSystem",
+                "TLSGatePolicy", "TLSGateRelay", "TLSGateTLS", "TLSGateSystem", "TLSGateFirewall", "TLSGateSupervisor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "TLSGatePolicyTests", dependencies: ["TLSGatePolicy"]),
+        .testTarget(name: "TLSGatePolicyTests", dependencies: ["TLSGatePolicy"], exclude: ["Fixtures"]),
+        .testTarget(name: "TLSGateFirewallTests", dependencies: ["TLSGateFirewall"]),
         .testTarget(
             name: "TLSGateTLSTests",
             dependencies: [

@@ -3,7 +3,13 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/capability.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
@@ -61,3 +67,58 @@ static int has_effective(cap_value_t value) {
 
 int tg_linux_caps_have_net_admin(void) { return has_effective(CAP_NET_ADMIN); }
 int tg_linux_caps_have_sys_admin(void) { return has_effective(CAP_SYS_ADMIN); }
+
+int tg_linux_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds) {
+    enum { TEMP_BASE = 200 };
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) { errno = rc; return -1; }
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) { posix_spawn_file_actions_destroy(&actions); errno = rc; return -1; }
+    /* Two steps, so that a source that is also a target (3 -> 4, 4 -> 3) is not lost. */
+    for (int i = 0; i < nfds && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&actions, fds[i], TEMP_BASE + i);
+    for (int i = 0; i < nfds && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&actions, TEMP_BASE + i, 3 + i);
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3 + nfds);
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &all);
+    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    pid_t pid = -1;
+    if (rc == 0) rc = posix_spawn(&pid, path, &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) { errno = rc; return -1; }
+    return (int)pid;
+}
+
+int tg_linux_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+long tg_linux_raise_nofile_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    }
+    return (long)rl.rlim_cur;
+}
+
+int tg_linux_switch_user_keep_caps(unsigned int uid, unsigned int gid) {
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return -1;
+    if (setgroups(0, NULL) != 0) return -1;
+    if (setresgid(gid, gid, gid) != 0) return -1;
+    if (setresuid(uid, uid, uid) != 0) return -1;
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return -1;
+    return 0;
+}
+
+int tg_linux_bound_to_net_admin(void) {
+    for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
+        if (c == CAP_NET_ADMIN || !CAP_IS_SUPPORTED(c)) continue;
+        if (cap_drop_bound(c) != 0) return -1;
+    }
+    return 0;
+}

@@ -1,1 +1,142 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TLSGatePolicy
+import TLSGateSystem
+import TLSGateTLS
 
+/// How a worker gets its listening socket.
+public enum WorkerListen: Sendable, Equatable {
+    /// Bind and listen here (tests, manual runs).
+    case address(host: String, port: Int)
+    /// An already bound and listening socket inherited from the supervisor.
+    case descriptor(Int32)
+}
+
+public struct WorkerOptions: Sendable {
+    public var listen: WorkerListen
+    /// Event loop threads; one per core by default.
+    public var threads: Int
+    /// How long a stopping worker lets open connections finish.
+    public var drainTimeout: TimeAmount
+    /// TPROXY: take the original destination from the socket's local address.
+    public var transparent: Bool
+
+    public init(
+        listen: WorkerListen, threads: Int = System.coreCount, drainTimeout: TimeAmount = .seconds(30),
+        transparent: Bool = false
+    ) {
+        self.listen = listen
+        self.transparent = transparent
+        self.threads = max(1, threads)
+        self.drainTimeout = drainTimeout
+    }
+}
+
+/// Why a worker could not start.
+public struct WorkerError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Serves one policy on one listening socket: accepts redirected connections and relays
+/// each one to its original destination over verified TLS.
+public final class Worker: Sendable {
+    public let policy: Policy
+    private let options: WorkerOptions
+    private let logger: Logger
+    private let shared: WorkerShared
+    private let group: MultiThreadedEventLoopGroup
+    private let serverChannel = NIOLockedValueBox<Channel?>(nil)
+    private let addressRefresh = NIOLockedValueBox<RepeatedTask?>(nil)
+
+    public init(policy: Policy, options: WorkerOptions, logger: Logger) throws {
+        if case .httpHost = policy.upstream.serverName {
+            throw WorkerError(
+                "\(policy.sourcePath): server_name = \"http-host\" is not supported by this version; name the server")
+        }
+        let tlsContext: TLSContext
+        do {
+            tlsContext = try TLSContext(configuration: TLSClientConfiguration(policy: policy))
+        } catch {
+            throw WorkerError("\(policy.sourcePath): \(error)")
+        }
+        self.policy = policy
+        self.options = options
+        var logger = logger
+        logger[metadataKey: "policy"] = "\(policy.name)"
+        self.logger = logger
+        self.shared = WorkerShared(
+            policy: policy, tlsContext: tlsContext, logger: logger, localAddresses: LocalAddresses.current(),
+            transparent: options.transparent)
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+    }
+
+    /// Starts accepting; returns the address the worker listens on.
+    @discardableResult
+    public func start() throws -> SocketAddress {
+        let shared = self.shared
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Nothing is read from a client until its server has been verified.
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                RelayConnection(client: channel, shared: shared).start()
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+        let channel: Channel
+        do {
+            switch options.listen {
+            case .address(let host, let port):
+                channel = try bootstrap.bind(host: host, port: port).wait()
+            case .descriptor(let fd):
+                channel = try bootstrap.withBoundSocket(fd).wait()
+            }
+        } catch {
+            throw WorkerError("cannot listen on \(options.listen): \(error)")
+        }
+        serverChannel.withLockedValue { $0 = channel }
+        // Interfaces come and go; the "is this the gateway itself" check follows them.
+        let task = group.next().scheduleRepeatedTask(initialDelay: .seconds(10), delay: .seconds(10)) { _ in
+            shared.updateLocalAddresses(LocalAddresses.current())
+        }
+        addressRefresh.withLockedValue { $0 = task }
+        guard let address = channel.localAddress else { throw WorkerError("listening socket has no address") }
+        return address
+    }
+
+    /// Open connections right now.
+    public var activeConnections: Int { shared.limiter.current }
+
+    /// Stops accepting, lets open connections finish for the drain timeout, then closes
+    /// the rest and stops the event loops. Returns how many connections were cut.
+    @discardableResult
+    public func shutdown() -> Int {
+        let server = serverChannel.withLockedValue { channel -> Channel? in
+            defer { channel = nil }
+            return channel
+        }
+        try? server?.close().wait()
+        addressRefresh.withLockedValue { $0?.cancel() }
+        let deadline = NIODeadline.now() + options.drainTimeout
+        while shared.limiter.current > 0 && NIODeadline.now() < deadline {
+            usleep(50_000)
+        }
+        let cut = shared.limiter.current
+        if cut > 0 {
+            logger.warning("drain deadline reached", metadata: ["open_connections": "\(cut)"])
+        }
+        try? group.syncShutdownGracefully()
+        return cut
+    }
+
+    /// Blocks until the listening socket is closed.
+    public func waitUntilClosed() {
+        let server = serverChannel.withLockedValue { $0 }
+        try? server?.closeFuture.wait()
+    }
+}

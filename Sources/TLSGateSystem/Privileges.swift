@@ -28,3 +28,55 @@ public enum Privileges {
     public static var noNewPrivs: Bool { tg_linux_get_no_new_privs() == 1 }
     public static var hasNetAdmin: Bool { tg_linux_caps_have_net_admin() == 1 }
 }
+
+extension Privileges {
+    /// The account the gateway runs as.
+    public struct Account: Sendable, Equatable {
+        public let name: String
+        public let uid: UInt32
+        public let gid: UInt32
+    }
+
+    public static func lookup(user name: String) throws -> Account {
+        guard let entry = getpwnam(name) else {
+            throw Failure(description: "no account named \"\(name)\": create it (useradd --system --no-create-home \(name)) or set user = in the config")
+        }
+        return Account(name: name, uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
+    }
+
+    public static var isRoot: Bool { geteuid() == 0 }
+    public static var hasSysAdmin: Bool { tg_linux_caps_have_sys_admin() == 1 }
+
+    /// Started as root: become `account`, keeping CAP_NET_ADMIN alone (permitted,
+    /// effective, and ambient so the `nft` and `ip` tools the supervisor runs get it too);
+    /// every other capability leaves every set, the bounding set included.
+    public static func becomeGateway(_ account: Account) throws {
+        if tg_linux_bound_to_net_admin() != 0 {
+            throw Failure(description: "cannot shrink the capability bounding set: \(String(cString: strerror(errno)))")
+        }
+        if tg_linux_switch_user_keep_caps(account.uid, account.gid) != 0 {
+            throw Failure(description: "cannot switch to \(account.name) (uid \(account.uid)): \(String(cString: strerror(errno)))")
+        }
+        try keepOnlyNetAdmin()
+    }
+
+    /// Started without root (systemd with AmbientCapabilities=CAP_NET_ADMIN): check that
+    /// CAP_NET_ADMIN is there and hold nothing else.
+    public static func keepOnlyNetAdmin() throws {
+        guard hasNetAdmin else {
+            throw Failure(description: """
+                CAP_NET_ADMIN is missing: the gateway needs it for its nftables table. Run it from the \
+                systemd unit (AmbientCapabilities=CAP_NET_ADMIN), or start it as root with user = set in the config
+                """)
+        }
+        if tg_linux_caps_limit_to_net_admin(1, 1) != 0 {
+            throw Failure(description: "cannot limit capabilities to CAP_NET_ADMIN: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Raises the open-file limit to the hard limit; returns it.
+    @discardableResult
+    public static func raiseFileLimit() -> Int {
+        Int(tg_linux_raise_nofile_limit())
+    }
+}

@@ -250,29 +250,27 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     /// Hands the ciphertext produced so far to the socket, completing the plaintext
-    /// writes' promises when it is written.
+    /// writes' promises when it is written. Promises of writes that produced no bytes
+    /// still complete in order, behind everything queued before them.
     private func flushOutbound(context: ChannelHandlerContext) {
         guard let connection else { return }
-        if let data = connection.bio.takeOutbound() {
-            let promise: EventLoopPromise<Void>?
-            switch writePromises.count {
-            case 0: promise = nil
-            case 1: promise = writePromises[0]
-            default:
-                let combined = context.eventLoop.makePromise(of: Void.self)
-                let waiting = writePromises
-                combined.futureResult.whenComplete { result in
-                    for p in waiting { p.completeWith(result) }
-                }
-                promise = combined
+        let data = connection.bio.takeOutbound()
+        guard data != nil || !writePromises.isEmpty else { return }
+        let promise: EventLoopPromise<Void>?
+        switch writePromises.count {
+        case 0: promise = nil
+        case 1: promise = writePromises[0]
+        default:
+            let combined = context.eventLoop.makePromise(of: Void.self)
+            let waiting = writePromises
+            combined.futureResult.whenComplete { result in
+                for p in waiting { p.completeWith(result) }
             }
-            writePromises.removeAll(keepingCapacity: true)
-            context.write(wrapOutboundOut(data), promise: promise)
-            context.flush()
-        } else if !writePromises.isEmpty {
-            for p in writePromises { p.succeed(()) }
-            writePromises.removeAll(keepingCapacity: true)
+            promise = combined
         }
+        writePromises.removeAll(keepingCapacity: true)
+        context.write(wrapOutboundOut(data ?? context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        context.flush()
     }
 
     private func fail(context: ChannelHandlerContext, error: TLSError) {

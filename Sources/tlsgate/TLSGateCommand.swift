@@ -6,7 +6,7 @@ struct TLSGateCommand: ParsableCommand {
         commandName: "tlsgate",
         abstract: "Transparent egress TLS-upgrade gateway.",
         version: TLSGateVersion.string,
-        subcommands: []
+        subcommands: [CheckCommand.self, WorkerCommand.self]
     )
 }
 

@@ -33,4 +33,23 @@ int tg_linux_caps_have_net_admin(void);
 // 1 when the effective set holds every capability a root process has (CAP_SYS_ADMIN), else 0.
 int tg_linux_caps_have_sys_admin(void);
 
+// Starts `path` (a fresh exec: never fork without exec in a threaded process) with the
+// descriptors fds[0..nfds) placed at 3, 4, …, every other descriptor above 2 closed,
+// all signals at their default disposition and none blocked.
+// Returns the child's pid, or -1 with errno set.
+int tg_linux_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds);
+
+// pipe2(fds, O_CLOEXEC) (pipe2 is not visible to Swift without _GNU_SOURCE).
+int tg_linux_pipe_cloexec(int fds[2]);
+
+// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit or -1.
+long tg_linux_raise_nofile_limit(void);
+
+// setgroups(0) + setresgid + setresuid, keeping the permitted capabilities across the
+// uid change (PR_SET_KEEPCAPS). Returns 0 or -1 with errno set.
+int tg_linux_switch_user_keep_caps(unsigned int uid, unsigned int gid);
+
+// Drops every capability but CAP_NET_ADMIN from the bounding set (needs CAP_SETPCAP).
+int tg_linux_bound_to_net_admin(void);
+
 #endif

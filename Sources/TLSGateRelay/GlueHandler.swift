@@ -1,0 +1,133 @@
+import NIOCore
+import TLSGateTLS
+
+/// One end of the relay: sits last in a channel's pipeline and hands what it reads to its
+/// partner on the other channel.
+///
+/// Back-pressure: a read is only passed down when the partner's channel is writable, so a
+/// slow side makes the fast side stop reading (and TCP push back) instead of the gateway
+/// buffering without bound. Both channels live on the same event loop.
+final class GlueHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let side: RelayStateMachine.Side
+    private let events: RelayEvents
+    var partner: GlueHandler?
+    private var context: ChannelHandlerContext?
+    private var pendingRead = false
+
+    init(side: RelayStateMachine.Side, events: RelayEvents) {
+        self.side = side
+        self.events = events
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        self.partner = nil
+    }
+
+    // MARK: called by the partner
+
+    private func partnerWrite(_ data: NIOAny) {
+        context?.write(data, promise: nil)
+    }
+
+    private func partnerFlush() {
+        context?.flush()
+    }
+
+    private var partnerWritable: Bool {
+        context?.channel.isWritable ?? false
+    }
+
+    private func partnerBecameWritable() {
+        if pendingRead, let context {
+            pendingRead = false
+            context.read()
+        }
+    }
+
+    /// Ends the direction towards this handler's channel (FIN, or close_notify + FIN) once
+    /// everything queued for it has been written.
+    func shutdownOutput(promise: EventLoopPromise<Void>? = nil) {
+        guard let context else {
+            promise?.succeed(())
+            return
+        }
+        context.close(mode: .output, promise: promise)
+    }
+
+    /// Completes `promise` once everything queued for this handler's channel so far has
+    /// been written (an empty write queues behind it). Needed because after the peer's
+    /// FIN, NIO turns a half-close into a full close that would drop queued writes.
+    func afterQueuedWrites(promise: EventLoopPromise<Void>) {
+        guard let context else {
+            promise.succeed(())
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+    }
+
+    // MARK: inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        events.transferred(from: side, bytes: unwrapInboundIn(data).readableBytes)
+        partner?.partnerWrite(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        partner?.partnerFlush()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            partner?.partnerBecameWritable()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            partner?.partnerFlush()
+            events.inputClosed(side)
+        } else if let event = event as? TLSClientEvent, case .handshakeCompleted(let info) = event {
+            events.handshakeCompleted(info)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        events.failed(side, error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        events.closed(side)
+        context.fireChannelInactive()
+    }
+
+    // MARK: outbound
+
+    func read(context: ChannelHandlerContext) {
+        if let partner, !partner.partnerWritable {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+}
+
+/// What the glue tells the connection it belongs to. All calls on the connection's event loop.
+protocol RelayEvents: AnyObject {
+    func transferred(from side: RelayStateMachine.Side, bytes: Int)
+    func inputClosed(_ side: RelayStateMachine.Side)
+    func handshakeCompleted(_ info: TLSHandshakeInfo)
+    func failed(_ side: RelayStateMachine.Side, _ error: Error)
+    func closed(_ side: RelayStateMachine.Side)
+}

@@ -1,0 +1,335 @@
+import Logging
+import NIOCore
+import NIOPosix
+import TLSGatePolicy
+import TLSGateSystem
+import TLSGateTLS
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One client connection: original destination → policy check → TLS to the server →
+/// relay. Lives on the client channel's event loop; the upstream channel uses the same
+/// loop, so no state here is shared across threads (hence `@unchecked Sendable`: every
+/// callback that touches it runs on that one loop).
+final class RelayConnection: RelayEvents, @unchecked Sendable {
+    private let client: Channel
+    private let shared: WorkerShared
+    private var upstream: Channel?
+    private var clientGlue: GlueHandler?
+    private var upstreamGlue: GlueHandler?
+    private var machine = RelayStateMachine()
+    private let started = NIODeadline.now()
+    private var lastActivity = NIODeadline.now()
+    private var timer: Scheduled<Void>?
+    private var bytesUp = 0
+    private var bytesDown = 0
+    private var tlsInfo: TLSHandshakeInfo?
+    private var original: SocketAddress?
+    private var upstreamAddress: SocketAddress?
+    private var identity: TLSPeerIdentity?
+    private var holdsSlot = false
+    private var clientClosed = false
+    private var upstreamClosed = false
+    private var logged = false
+    private var resetClient = false
+    private let clientAddress: SocketAddress?
+
+    init(client: Channel, shared: WorkerShared) {
+        self.client = client
+        self.shared = shared
+        self.clientAddress = client.remoteAddress
+    }
+
+    private var eventLoop: EventLoop { client.eventLoop }
+
+    func start() {
+        client.closeFuture.whenComplete { _ in
+            self.clientClosed = true
+            self.finishIfDone()
+        }
+        guard shared.limiter.acquire() else {
+            refuse(.maxConnections, "the policy's max_connections (\(shared.policy.limits.maxConnections)) is reached")
+            return
+        }
+        holdsSlot = true
+        if shared.transparent {
+            // TPROXY: no NAT happened; the socket's own local address is the destination.
+            original = client.localAddress
+            check()
+            return
+        }
+        OriginalDestination.read(from: client).whenComplete { result in
+            switch result {
+            case .success(let address):
+                self.original = address
+            case .failure:
+                self.original = nil
+            }
+            self.check()
+        }
+    }
+
+    private func check() {
+        let verdict = shared.destinationCheck().evaluate(
+            original: original?.ipAddress, originalPort: original?.port ?? 0,
+            socketLocal: shared.transparent ? nil : client.localAddress?.ipAddress,
+            socketLocalPort: client.localAddress?.port ?? 0)
+        switch verdict {
+        case .allow:
+            guard machine.checked(allowed: true) == .connect else { return }
+            connect()
+        case .refuse(let reason, let detail):
+            _ = machine.checked(allowed: false)
+            refuse(reason, detail)
+        }
+    }
+
+    private func refuse(_ reason: RelayReason, _ detail: String) {
+        _ = machine.abort(reason, detail)
+        client.close(promise: nil)
+    }
+
+    // MARK: upstream
+
+    private func connect() {
+        guard let original else { return }
+        let policy = shared.policy
+        let target: SocketAddress
+        do {
+            guard let address = original.ipAddress.flatMap(IPAddress.init) else {
+                abort(.connectFailed, "original destination \(original) is not an IP address")
+                return
+            }
+            target = try SocketAddress(ipAddress: address.unmapped.description, port: Int(policy.upstream.port))
+        } catch {
+            abort(.connectFailed, "bad upstream address: \(error)")
+            return
+        }
+        upstreamAddress = target
+        let identity = shared.identity(for: target)
+        self.identity = identity
+        let glue = GlueHandler(side: .upstream, events: self)
+        upstreamGlue = glue
+        let tlsHandler = TLSClientHandler(
+            context: shared.tlsContext, identity: identity,
+            sessionKey: "\(target.ipAddress ?? ""):\(target.port ?? 0)|\(identity)")
+        let timeout = TimeAmount.milliseconds(policy.upstream.connectTimeout.milliseconds)
+        let handlers = NIOLoopBound((tlsHandler, glue), eventLoop: eventLoop)
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(handlers.value.0)
+                    try channel.pipeline.syncOperations.addHandler(handlers.value.1)
+                }
+            }
+            .connect(to: target)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    self.upstreamConnected(channel, timeout: timeout)
+                case .failure(let error):
+                    self.connectFailed(error)
+                }
+            }
+    }
+
+    private func upstreamConnected(_ channel: Channel, timeout: TimeAmount) {
+        upstream = channel
+        channel.closeFuture.whenComplete { _ in
+            self.upstreamClosed = true
+            self.finishIfDone()
+        }
+        guard machine.connected() else {
+            channel.close(promise: nil)
+            return
+        }
+        // The handshake (and certificate check) gets the same time as the connect.
+        timer = eventLoop.scheduleTask(in: timeout) {
+            self.abort(.handshakeTimeout, "no TLS handshake within \(self.shared.policy.upstream.connectTimeout)")
+        }
+    }
+
+    private func connectFailed(_ error: Error) {
+        if let channelError = error as? ChannelError, case .connectTimeout = channelError {
+            abort(.connectTimeout, "no answer from \(upstreamAddress?.description ?? "?") within \(shared.policy.upstream.connectTimeout)")
+            return
+        }
+        if let io = error as? IOError, io.errnoCode == ECONNREFUSED {
+            resetClient = true
+            abort(.connectRefused, "\(upstreamAddress.map(Self.text) ?? "?") refused the connection")
+            return
+        }
+        abort(.connectFailed, "\(error)")
+    }
+
+    // MARK: RelayEvents
+
+    func handshakeCompleted(_ info: TLSHandshakeInfo) {
+        guard machine.handshakeCompleted() == .startRelaying, let upstreamGlue else { return }
+        tlsInfo = info
+        timer?.cancel()
+        let glue = GlueHandler(side: .client, events: self)
+        clientGlue = glue
+        glue.partner = upstreamGlue
+        upstreamGlue.partner = glue
+        do {
+            try client.pipeline.syncOperations.addHandler(glue)
+        } catch {
+            abort(.clientError, "cannot start relaying: \(error)")
+            return
+        }
+        lastActivity = .now()
+        scheduleIdleCheck(after: idleTimeout)
+        // Only now, with the server verified, does the gateway read what the client sends.
+        client.setOption(ChannelOptions.autoRead, value: true).whenFailure { error in
+            self.abort(.clientError, "cannot read from the client: \(error)")
+        }
+    }
+
+    func transferred(from side: RelayStateMachine.Side, bytes: Int) {
+        switch side {
+        case .client: bytesUp += bytes
+        case .upstream: bytesDown += bytes
+        }
+        lastActivity = .now()
+    }
+
+    func inputClosed(_ side: RelayStateMachine.Side) {
+        switch machine.inputClosed(side) {
+        case .shutdownOutput(of: .client):
+            clientGlue?.shutdownOutput()
+        case .shutdownOutput(of: .upstream):
+            upstreamGlue?.shutdownOutput()
+        case .shutdownOutputThenCloseAll(of: let other):
+            let glue = other == .client ? clientGlue : upstreamGlue
+            let flushed = eventLoop.makePromise(of: Void.self)
+            if let glue { glue.afterQueuedWrites(promise: flushed) } else { flushed.succeed(()) }
+            // Whether the last bytes went out or the socket failed, the connection is over.
+            flushed.futureResult.whenComplete { _ in self.closeAll() }
+        case .closeAll:
+            closeAll()
+        case .none:
+            break
+        }
+    }
+
+    func failed(_ side: RelayStateMachine.Side, _ error: Error) {
+        if let tls = error as? TLSError {
+            switch tls.kind {
+            case .verificationFailed:
+                abort(.tlsVerifyFailed, tls.detail)
+            case .handshakeFailed, .closedDuringHandshake:
+                abort(.tlsHandshakeFailed, tls.detail)
+            case .uncleanShutdown:
+                // The client must not mistake a possibly truncated stream for a clean end.
+                resetClient = true
+                abort(.upstreamTruncated, tls.detail)
+            default:
+                resetClient = true
+                abort(.upstreamError, tls.description)
+            }
+            return
+        }
+        if side == .client {
+            abort(.clientError, "\(error)")
+        } else {
+            resetClient = true
+            abort(.upstreamError, "\(error)")
+        }
+    }
+
+    func closed(_ side: RelayStateMachine.Side) {
+        // One side vanished (reset, or full close after both halves): end the other.
+        if machine.isRelaying {
+            abort(.completed, side == .client ? "client closed the connection" : "server closed the connection")
+        }
+    }
+
+    // MARK: ending
+
+    private var idleTimeout: TimeAmount { .milliseconds(shared.policy.limits.idleTimeout.milliseconds) }
+
+    private func scheduleIdleCheck(after delay: TimeAmount) {
+        timer = eventLoop.scheduleTask(in: delay) {
+            guard self.machine.isRelaying else { return }
+            let idleFor = NIODeadline.now() - self.lastActivity
+            if idleFor >= self.idleTimeout {
+                self.abort(.idleTimeout, "no data either way for \(self.shared.policy.limits.idleTimeout)")
+            } else {
+                self.scheduleIdleCheck(after: self.idleTimeout - idleFor)
+            }
+        }
+    }
+
+    private func abort(_ reason: RelayReason, _ detail: String?) {
+        guard machine.abort(reason, detail) else { return }
+        closeAll()
+    }
+
+    private func closeAll() {
+        timer?.cancel()
+        timer = nil
+        if resetClient, let provider = client as? SocketOptionProvider {
+            // SO_LINGER 0: close sends RST, so the client sees an error, not a clean end.
+            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
+                self.client.close(promise: nil)
+            }
+        } else {
+            client.close(promise: nil)
+        }
+        upstream?.close(promise: nil)
+    }
+
+    private func finishIfDone() {
+        guard clientClosed, upstream == nil || upstreamClosed, !logged else { return }
+        logged = true
+        timer?.cancel()
+        if holdsSlot {
+            holdsSlot = false
+            shared.limiter.release()
+        }
+        // Whatever still holds the channels must let go of the handlers.
+        clientGlue?.partner = nil
+        upstreamGlue?.partner = nil
+        _ = machine.abort(.completed, nil)
+        log()
+    }
+
+    private func log() {
+        let reason = machine.reason ?? .completed
+        var metadata: Logger.Metadata = [
+            "policy": "\(shared.policy.name)",
+            "client": "\(clientAddress.map(Self.text) ?? "?")",
+            "dst": "\(original.map(Self.text) ?? "-")",
+            "upstream": "\(upstreamAddress.map(Self.text) ?? "-")",
+            "sni": "\(identity.map { "\($0)" } ?? "-")",
+            "tls_version": "\(tlsInfo?.version ?? "-")",
+            "cipher": "\(tlsInfo?.cipher ?? "-")",
+            "resumed": "\(tlsInfo?.resumed ?? false)",
+            "bytes_up": "\(bytesUp)",
+            "bytes_down": "\(bytesDown)",
+            "duration_ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
+            "result": "\(reason.result)",
+            "reason": "\(reason)",
+        ]
+        if let alpn = tlsInfo?.alpn { metadata["alpn"] = "\(alpn)" }
+        if let detail = machine.detail { metadata["detail"] = "\(detail)" }
+        let level: Logger.Level = reason.result == "ok" ? .info : .warning
+        shared.logger.log(level: level, "connection closed", metadata: metadata)
+    }
+
+    /// "198.19.0.10:443", "[2001:2::10]:443".
+    static func text(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        if case .v6 = address {
+            if let v4 = IPAddress(ip)?.unmapped, v4.isIPv4 { return "\(v4):\(port)" }
+            return "[\(ip)]:\(port)"
+        }
+        return "\(ip):\(port)"
+    }
+}

@@ -1,0 +1,55 @@
+/// Why a relayed connection ended: the `reason=` field of its log line.
+///
+/// A struct over a private enum, so new reasons never break callers. The raw values are
+/// stable: operators grep for them and tests assert them.
+public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
+    private enum Base: String, Sendable {
+        case completed
+        case idleTimeout = "idle_timeout"
+        case notRedirected = "not_redirected"
+        case destinationIsGateway = "destination_is_gateway"
+        case destinationNotInPolicy = "destination_not_in_policy"
+        case maxConnections = "max_connections"
+        case connectTimeout = "connect_timeout"
+        case connectRefused = "connect_refused"
+        case connectFailed = "connect_failed"
+        case tlsVerifyFailed = "tls_verify_failed"
+        case tlsHandshakeFailed = "tls_handshake_failed"
+        case handshakeTimeout = "tls_handshake_timeout"
+        case upstreamTruncated = "upstream_truncated"
+        case upstreamError = "upstream_error"
+        case clientError = "client_error"
+        case shutdown
+    }
+    private let base: Base
+    private init(_ base: Base) { self.base = base }
+
+    public static let completed = RelayReason(.completed)
+    public static let idleTimeout = RelayReason(.idleTimeout)
+    public static let notRedirected = RelayReason(.notRedirected)
+    public static let destinationIsGateway = RelayReason(.destinationIsGateway)
+    public static let destinationNotInPolicy = RelayReason(.destinationNotInPolicy)
+    public static let maxConnections = RelayReason(.maxConnections)
+    public static let connectTimeout = RelayReason(.connectTimeout)
+    public static let connectRefused = RelayReason(.connectRefused)
+    public static let connectFailed = RelayReason(.connectFailed)
+    public static let tlsVerifyFailed = RelayReason(.tlsVerifyFailed)
+    public static let tlsHandshakeFailed = RelayReason(.tlsHandshakeFailed)
+    public static let handshakeTimeout = RelayReason(.handshakeTimeout)
+    public static let upstreamTruncated = RelayReason(.upstreamTruncated)
+    public static let upstreamError = RelayReason(.upstreamError)
+    public static let clientError = RelayReason(.clientError)
+    public static let shutdown = RelayReason(.shutdown)
+
+    public var description: String { base.rawValue }
+
+    /// `ok` for a normal end, `refused` when the gateway never connected upstream,
+    /// `failed` when it tried and could not finish.
+    public var result: String {
+        switch base {
+        case .completed, .idleTimeout, .shutdown: return "ok"
+        case .notRedirected, .destinationIsGateway, .destinationNotInPolicy, .maxConnections: return "refused"
+        default: return "failed"
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import TLSGatePolicy
+import TLSGateTLS
+
+/// What every connection of a worker shares: the validated policy, its one TLS context
+/// (and so its session cache), the connection cap, the gateway's own addresses.
+final class WorkerShared: Sendable {
+    let policy: Policy
+    let tlsContext: TLSContext
+    let logger: Logger
+    let limiter: ConnectionLimiter
+    /// TPROXY: the accepted socket's local address is the original destination.
+    let transparent: Bool
+    private let localAddresses: NIOLockedValueBox<Set<String>>
+
+    init(policy: Policy, tlsContext: TLSContext, logger: Logger, localAddresses: Set<String>, transparent: Bool) {
+        self.policy = policy
+        self.transparent = transparent
+        self.tlsContext = tlsContext
+        self.logger = logger
+        self.limiter = ConnectionLimiter(limit: policy.limits.maxConnections)
+        self.localAddresses = NIOLockedValueBox(localAddresses)
+    }
+
+    func updateLocalAddresses(_ addresses: Set<String>) {
+        localAddresses.withLockedValue { $0 = addresses }
+    }
+
+    func destinationCheck() -> DestinationCheck {
+        DestinationCheck(policy: policy, localAddresses: localAddresses.withLockedValue { $0 })
+    }
+
+    /// The name the certificate must carry (and SNI), from the policy.
+    func identity(for target: SocketAddress) -> TLSPeerIdentity {
+        switch policy.upstream.serverName {
+        case .fixed(let name):
+            return IPAddress(name) != nil ? .ipAddress(name) : .dnsName(name)
+        case .httpHost:
+            // Not reachable: Worker.init refuses http-host policies until Host sniffing lands.
+            return .ipAddress(target.ipAddress ?? "")
+        }
+    }
+}
+
+extension TLSClientConfiguration {
+    /// The TLS settings of a validated policy.
+    public init(policy: Policy) {
+        func version(_ v: TLSProtocolVersion) -> TLSVersion {
+            switch v {
+            case .tls1_0: return .tls1_0
+            case .tls1_1: return .tls1_1
+            case .tls1_2: return .tls1_2
+            case .tls1_3: return .tls1_3
+            }
+        }
+        self.init(
+            trustSystem: policy.tls.trustSystem,
+            caFiles: policy.tls.caFiles,
+            minVersion: version(policy.tls.minVersion),
+            maxVersion: policy.tls.maxVersion.map(version))
+    }
+}

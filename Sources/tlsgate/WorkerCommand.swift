@@ -1,0 +1,203 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import NIOCore
+import TLSGatePolicy
+import TLSGateRelay
+import TLSGateSystem
+
+/// `tlsgate worker`: serves one policy. Started by the supervisor with an inherited
+/// listening socket; for tests and manual runs it can bind an address itself.
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Serve one policy on one listening socket (started by `tlsgate run`).",
+        discussion: """
+            A worker accepts redirected connections, reads each one's original destination, \
+            refuses any that its policy does not cover or that points at the gateway itself, \
+            and relays the rest over verified TLS. It logs one line per connection.
+            """,
+        shouldDisplay: false
+    )
+
+    @Option(help: ArgumentHelp("The policy file to serve (when not given one on --control-fd).", valueName: "file"))
+    var policy: String?
+
+    @Option(help: ArgumentHelp(
+        "Read the validated policy (one JSON line) from this descriptor; exit when it closes.", valueName: "fd"))
+    var controlFd: Int32?
+
+    @Flag(help: "TPROXY: the accepted socket's local address is the original destination.")
+    var transparent = false
+
+    @Option(help: ArgumentHelp("Bind and listen here, e.g. 0.0.0.0:8080 or [::]:8080.", valueName: "host:port"))
+    var listen: String?
+
+    @Option(help: ArgumentHelp("Serve an inherited, listening socket.", valueName: "fd"))
+    var listenFd: Int32?
+
+    @Option(help: "Event loop threads (default: one per core).")
+    var threads: Int?
+
+    @Option(help: ArgumentHelp("How long open connections may finish after SIGTERM, e.g. 30s.", valueName: "duration"))
+    var drainTimeout: String = "30s"
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        if (policy == nil) == (controlFd == nil) {
+            throw ValidationError("give exactly one of --policy FILE and --control-fd N")
+        }
+        switch (listen, listenFd) {
+        case (nil, nil): throw ValidationError("give --listen HOST:PORT or --listen-fd N")
+        case (.some, .some): throw ValidationError("give only one of --listen and --listen-fd")
+        case (.some(let text), nil):
+            guard Self.parseListen(text) != nil else {
+                throw ValidationError("--listen \"\(text)\" is not HOST:PORT (IPv6 as [ADDR]:PORT)")
+            }
+        case (nil, .some(let fd)):
+            guard fd >= 0 else { throw ValidationError("--listen-fd must be a descriptor number") }
+        }
+        guard TimeSpan(drainTimeout) != nil else {
+            throw ValidationError("--drain-timeout \"\(drainTimeout)\" is not a duration like 30s")
+        }
+    }
+
+    func run() throws {
+        // No capability, and no way to regain one, before the first untrusted byte.
+        do {
+            try Privileges.dropAllForWorker()
+        } catch {
+            FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let fileLimit = Privileges.raiseFileLimit()
+        logging.bootstrap()
+        let logger = Logger(label: "tlsgate.worker")
+
+        let loaded: Policy
+        var transparent = self.transparent
+        var drain = TimeSpan(drainTimeout)!
+        var threadCount = threads
+        if let controlFd {
+            guard let assignment = Self.readAssignment(from: controlFd) else {
+                FileHandle.standardError.write(Data("tlsgate worker: no valid policy on descriptor \(controlFd)\n".utf8))
+                throw ExitCode(2)
+            }
+            loaded = assignment.policy
+            transparent = transparent || assignment.mode == .tproxy
+            drain = assignment.drainTimeout
+            if assignment.threads > 0 { threadCount = assignment.threads }
+        } else {
+            let (policy, diagnostics) = PolicyLoader.loadFile(policy!)
+            for diagnostic in diagnostics {
+                FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
+            }
+            guard let policy, !diagnostics.contains(where: { $0.severity == .error }) else {
+                throw ExitCode(2)
+            }
+            loaded = policy
+        }
+        let target: WorkerListen
+        if let fd = listenFd {
+            target = .descriptor(fd)
+        } else {
+            let (host, port) = Self.parseListen(listen!)!
+            target = .address(host: host, port: port)
+        }
+        var options = WorkerOptions(listen: target, transparent: transparent)
+        if let threadCount { options.threads = threadCount }
+        options.drainTimeout = .milliseconds(drain.milliseconds)
+
+        let worker: Worker
+        do {
+            worker = try Worker(policy: loaded, options: options, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let address: SocketAddress
+        do {
+            address = try worker.start()
+        } catch {
+            FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        logger.info(
+            "worker listening",
+            metadata: [
+                "policy": "\(loaded.name)", "listen": "\(Self.text(address))",
+                "pid": "\(ProcessInfo.processInfo.processIdentifier)", "open_files_limit": "\(fileLimit)",
+                "mode": "\(transparent ? "tproxy" : "redirect")",
+            ])
+
+        let stopped = DispatchSemaphore(value: 0)
+        signal(SIGPIPE, SIG_IGN)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                logger.info("worker stopping", metadata: ["signal": "\(sig)", "open_connections": "\(worker.activeConnections)"])
+                let cut = worker.shutdown()
+                logger.info("worker stopped", metadata: ["cut_connections": "\(cut)"])
+                stopped.signal()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        if let controlFd {
+            // The supervisor holds the other end: EOF means it is gone, and so must we be.
+            Thread.detachNewThread {
+                var byte: UInt8 = 0
+                while true {
+                    let n = read(controlFd, &byte, 1)
+                    if n == 0 || (n < 0 && errno != EINTR) { break }
+                }
+                logger.warning("supervisor gone; worker stopping", metadata: ["open_connections": "\(worker.activeConnections)"])
+                worker.shutdown()
+                stopped.signal()
+            }
+        }
+        stopped.wait()
+        _ = sources
+    }
+
+    /// Reads one JSON line from `fd`.
+    static func readAssignment(from fd: Int32) -> WorkerAssignment? {
+        var data = Data()
+        var byte: UInt8 = 0
+        while data.count < 1 << 20 {
+            let n = read(fd, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 || byte == 0x0a { break }
+            data.append(byte)
+        }
+        return try? JSONDecoder().decode(WorkerAssignment.self, from: data)
+    }
+
+    static func parseListen(_ text: String) -> (String, Int)? {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portText = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
+        return (String(host), port)
+    }
+
+    static func text(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        if case .v6 = address { return "[\(ip)]:\(port)" }
+        return "\(ip):\(port)"
+    }
+}

@@ -1,0 +1,63 @@
+import Testing
+import TLSGatePolicy
+
+@testable import TLSGateRelay
+
+@Suite struct DestinationCheckTests {
+    let policy = Policy(
+        name: "http", sourcePath: "Policies/http.toml",
+        match: MatchRule(
+            networks: [IPNetwork("203.0.113.0/24")!, IPNetwork("2001:db8::/32")!], hosts: [], port: 80),
+        upstream: UpstreamRule(port: 443, serverName: .fixed("api.example.com")))
+
+    var check: DestinationCheck {
+        DestinationCheck(policy: policy, localAddresses: ["198.18.0.1", "198.19.0.1", "2001:2::1"])
+    }
+
+    @Test func redirectedConnectionInPolicyIsAllowed() {
+        #expect(check.evaluate(original: "203.0.113.7", originalPort: 80, socketLocal: "198.18.0.1", socketLocalPort: 40000) == .allow)
+        #expect(check.evaluate(original: "2001:db8::7", originalPort: 80, socketLocal: "2001:2::1", socketLocalPort: 40000) == .allow)
+        // A dual-stack socket reports IPv4 destinations as mapped addresses.
+        #expect(check.evaluate(original: "::ffff:203.0.113.7", originalPort: 80, socketLocal: "::ffff:198.18.0.1", socketLocalPort: 40000) == .allow)
+    }
+
+    @Test func noOriginalDestinationIsRefused() {
+        guard case .refuse(let reason, _) = check.evaluate(original: nil, originalPort: 0, socketLocal: "198.18.0.1", socketLocalPort: 40000) else {
+            Issue.record("allowed")
+            return
+        }
+        #expect(reason == .notRedirected)
+    }
+
+    @Test func directConnectionToTheListenPortIsRefused() {
+        // conntrack without NAT reports the socket's own address as the original one.
+        let verdict = check.evaluate(original: "198.18.0.1", originalPort: 40000, socketLocal: "198.18.0.1", socketLocalPort: 40000)
+        guard case .refuse(let reason, let detail) = verdict else {
+            Issue.record("allowed")
+            return
+        }
+        #expect(reason == .notRedirected)
+        #expect(detail.contains("40000"))
+    }
+
+    @Test(arguments: ["198.19.0.1", "127.0.0.1", "::1", "0.0.0.0", "::ffff:127.0.0.1", "2001:2::1"])
+    func theGatewayItselfIsRefused(address: String) {
+        let verdict = check.evaluate(original: address, originalPort: 80, socketLocal: "198.18.0.1", socketLocalPort: 40000)
+        guard case .refuse(let reason, _) = verdict else {
+            Issue.record("\(address) allowed")
+            return
+        }
+        #expect(reason == .destinationIsGateway)
+    }
+
+    @Test func outsideThePolicyIsRefused() {
+        for (address, port) in [("198.51.100.7", 80), ("203.0.113.7", 8080), ("2001:db9::1", 80)] {
+            let verdict = check.evaluate(original: address, originalPort: port, socketLocal: "198.18.0.1", socketLocalPort: 40000)
+            guard case .refuse(let reason, _) = verdict else {
+                Issue.record("\(address):\(port) allowed")
+                continue
+            }
+            #expect(reason == .destinationNotInPolicy)
+        }
+    }
+}

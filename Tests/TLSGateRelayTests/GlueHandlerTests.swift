@@ -1,0 +1,81 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import TLSGateRelay
+@testable import TLSGateTLS
+
+final class EventLog: RelayEvents {
+    var up = 0
+    var down = 0
+    var inputClosed: [RelayStateMachine.Side] = []
+    var closed: [RelayStateMachine.Side] = []
+    var errors: [String] = []
+    var handshakes = 0
+    func transferred(from side: RelayStateMachine.Side, bytes: Int) {
+        if side == .client { up += bytes } else { down += bytes }
+    }
+    func inputClosed(_ side: RelayStateMachine.Side) { inputClosed.append(side) }
+    func handshakeCompleted(_ info: TLSHandshakeInfo) { handshakes += 1 }
+    func failed(_ side: RelayStateMachine.Side, _ error: Error) { errors.append("\(error)") }
+    func closed(_ side: RelayStateMachine.Side) { closed.append(side) }
+}
+
+/// Counts the reads that reach the head of the pipeline.
+final class ReadCounter: ChannelOutboundHandler {
+    typealias OutboundIn = Any
+    var reads = 0
+    func read(context: ChannelHandlerContext) {
+        reads += 1
+        context.read()
+    }
+}
+
+struct GluedPair {
+    let client = EmbeddedChannel()
+    let upstream = EmbeddedChannel()
+    let clientReads = ReadCounter()
+    let upstreamReads = ReadCounter()
+    let events = EventLog()
+
+    init() throws {
+        let a = GlueHandler(side: .client, events: events)
+        let b = GlueHandler(side: .upstream, events: events)
+        a.partner = b
+        b.partner = a
+        try client.pipeline.syncOperations.addHandler(clientReads)
+        try client.pipeline.syncOperations.addHandler(a)
+        try upstream.pipeline.syncOperations.addHandler(upstreamReads)
+        try upstream.pipeline.syncOperations.addHandler(b)
+    }
+}
+
+@Suite struct GlueHandlerTests {
+    @Test func bytesCrossAndAreCounted() throws {
+        let pair = try GluedPair()
+        try pair.client.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+        #expect(try pair.upstream.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+        try pair.upstream.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\n"))
+        #expect(try pair.client.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "HTTP/1.1 200 OK\r\n"))
+        #expect(pair.events.up == 18)
+        #expect(pair.events.down == 17)
+    }
+
+    @Test func slowPartnerStopsReadsUntilWritable() throws {
+        let pair = try GluedPair()
+        pair.upstream.isWritable = false
+        pair.client.read()
+        #expect(pair.clientReads.reads == 0)  // held back: the upstream cannot take more
+        pair.upstream.isWritable = true
+        pair.upstream.pipeline.fireChannelWritabilityChanged()
+        #expect(pair.clientReads.reads == 1)  // released once it can
+        pair.client.read()
+        #expect(pair.clientReads.reads == 2)
+    }
+
+    @Test func inputClosedIsReported() throws {
+        let pair = try GluedPair()
+        pair.client.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(pair.events.inputClosed == [.client])
+    }
+}
