@@ -1,0 +1,63 @@
+import Foundation
+
+/// Applies and removes the gateway's table with the `nft` tool.
+///
+/// Why the tool and not libnftables: `nft -f -` is the same parser and the same single
+/// netlink transaction libnftables would give, the script can be printed and replayed by
+/// an operator (`tlsgate rules`), and the gateway links no extra C library for it.
+public enum NFTables {
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static var nftPath: String {
+        for candidate in ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return "nft"
+    }
+
+    /// Replaces the table atomically with `script` (from `Ruleset.script`).
+    public static func apply(_ script: String) throws {
+        try run(["-f", "-"], input: script)
+    }
+
+    /// Deletes the table; a missing table is not an error.
+    public static func deleteTable() throws {
+        try run(["-f", "-"], input: "table \(Ruleset.tableFamily) \(Ruleset.tableName)\ndelete table \(Ruleset.tableFamily) \(Ruleset.tableName)\n")
+    }
+
+    /// Whether the table exists now.
+    public static func tableExists() -> Bool {
+        (try? run(["list", "table", Ruleset.tableFamily, Ruleset.tableName], input: nil, quiet: true)) != nil
+    }
+
+    @discardableResult
+    static func run(_ arguments: [String], input: String?, quiet: Bool = false) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: nftPath)
+        process.arguments = arguments
+        let stdin = Pipe()
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        do {
+            try process.run()
+        } catch {
+            throw Failure(description: "cannot run \(nftPath): \(error) (install nftables)")
+        }
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try? stdin.fileHandleForWriting.close()
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        let err = stderr.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let message = String(decoding: err, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw Failure(description: "nft \(arguments.joined(separator: " ")) failed: \(message)")
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

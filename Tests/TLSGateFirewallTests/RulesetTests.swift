@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+
+@testable import TLSGateFirewall
+
+@Suite struct RulesetTests {
+    let http = InterceptionPlan.Entry(
+        name: "http-example", ipv4: ["203.0.113.0/24"], ipv6: ["2001:db8::/32"], matchPort: 80, upstreamPort: 443,
+        listenPort: 41000, denyDirect: true)
+    let ldap = InterceptionPlan.Entry(
+        name: "ldap", ipv4: ["198.51.100.7/32"], ipv6: [], matchPort: 389, upstreamPort: 636, listenPort: 41001,
+        denyDirect: false)
+
+    @Test func redirectRulesPerFamilyAndPolicy() {
+        let plan = InterceptionPlan(
+            mode: .redirect, clients: .init(ipv4: ["198.18.0.0/24"], ipv6: ["2001:2::/64"]), entries: [http, ldap],
+            gatewayUID: 999)
+        let body = Ruleset.body(for: plan)
+        #expect(body.contains("type nat hook prerouting priority dstnat; policy accept;"))
+        #expect(body.contains(
+            "ip saddr @clients_v4 ip daddr @dst_http_example_v4 tcp dport 80 redirect to :41000 comment \"http-example\""))
+        #expect(body.contains(
+            "ip6 saddr @clients_v6 ip6 daddr @dst_http_example_v6 tcp dport 80 redirect to :41000 comment \"http-example\""))
+        #expect(body.contains("ip daddr @dst_ldap_v4 tcp dport 389 redirect to :41001"))
+        #expect(!body.contains("dst_ldap_v6"))
+        // deny_direct only for the policy that asks for it, on the upstream port.
+        #expect(body.contains("ip saddr @clients_v4 ip daddr @dst_http_example_v4 tcp dport 443 counter drop"))
+        #expect(!body.contains("tcp dport 636"))
+        #expect(body.contains("elements = { 203.0.113.0/24 }"))
+    }
+
+    @Test func interfacesInsteadOfNetworks() {
+        let plan = InterceptionPlan(mode: .redirect, clients: .init(interfaces: ["lan0"]), entries: [ldap], gatewayUID: 1)
+        let body = Ruleset.body(for: plan)
+        #expect(body.contains("iifname { \"lan0\" } ip daddr @dst_ldap_v4 tcp dport 389 redirect to :41001"))
+        #expect(!body.contains("clients_v4"))
+    }
+
+    @Test func tproxyMarksAndDelivers() {
+        let plan = InterceptionPlan(
+            mode: .tproxy, clients: .init(ipv4: ["198.18.0.0/24"]), entries: [ldap], gatewayUID: 1, tproxyMark: 0x10)
+        let body = Ruleset.body(for: plan)
+        #expect(body.contains("type filter hook prerouting priority mangle;"))
+        #expect(body.contains("tcp dport 389 tproxy ip to :41001 meta mark set 0x10 accept"))
+        #expect(!body.contains("redirect"))
+    }
+
+    @Test func localModeSkipsTheGatewaysOwnUID() {
+        let plan = InterceptionPlan(mode: .local, clients: .init(), entries: [http], gatewayUID: 997)
+        let body = Ruleset.body(for: plan)
+        #expect(body.contains("type nat hook output priority -100;"))
+        #expect(body.contains("meta skuid != 997 ip daddr @dst_http_example_v4 tcp dport 80 redirect to :41000"))
+        #expect(!body.contains("prerouting"))
+    }
+
+    @Test func scriptReplacesTheTableInOneTransaction() {
+        let plan = InterceptionPlan(mode: .redirect, clients: .init(ipv4: ["198.18.0.0/24"]), entries: [ldap], gatewayUID: 1)
+        let lines = Ruleset.script(for: plan).split(separator: "\n")
+        #expect(lines[1] == "table inet tlsgate")
+        #expect(lines[2] == "delete table inet tlsgate")
+        #expect(lines[3] == "table inet tlsgate {")
+    }
+
+    /// Checks the generated script with nft itself (`-c`: parse and validate, apply nothing),
+    /// inside a throw-away network namespace.
+    @Test(.enabled(if: getuid() == 0 || ProcessInfo.processInfo.environment["CI"] != nil,
+                   "needs root: nft -c checks the ruleset against the kernel (runs in CI)"))
+    func root_nftAcceptsEveryMode() throws {
+        for mode in [InterceptionPlan.Mode.redirect, .tproxy, .local] {
+            let plan = InterceptionPlan(
+                mode: mode, clients: .init(ipv4: ["198.18.0.0/24"], ipv6: ["2001:2::/64"], interfaces: ["lan0"]),
+                entries: [http, ldap], gatewayUID: 999)
+            let ns = "tgfw-\(getpid())"
+            _ = try shell(["ip", "netns", "add", ns])
+            defer { _ = try? shell(["ip", "netns", "del", ns]) }
+            let status = try shell(["ip", "netns", "exec", ns, NFTables.nftPath, "-c", "-f", "-"], input: Ruleset.script(for: plan))
+            #expect(status == 0, "nft rejected the \(mode) ruleset:\n\(Ruleset.script(for: plan))")
+        }
+    }
+
+    private func shell(_ arguments: [String], input: String? = nil) throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardInput = pipe
+        try process.run()
+        if let input { pipe.fileHandleForWriting.write(Data(input.utf8)) }
+        try pipe.fileHandleForWriting.close()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
