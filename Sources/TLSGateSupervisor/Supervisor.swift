@@ -1,0 +1,413 @@
+import Dispatch
+import Foundation
+import Logging
+import TLSGateFirewall
+import TLSGatePolicy
+import TLSGateSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The long-lived parent: owns the listening sockets, the nftables table and one worker
+/// per policy; restarts crashed workers, reloads on SIGHUP, cleans up on SIGTERM.
+///
+/// Every piece of state is touched only on `queue`; signals arrive there as dispatch sources.
+public final class Supervisor: @unchecked Sendable {
+    /// Loads and validates the config and policies again, for SIGHUP.
+    public typealias Reloader = @Sendable () -> (GatewayConfig?, [Policy], [Diagnostic])
+
+    public struct Options: Sendable {
+        /// The binary workers are started from (this one).
+        public var executable: String
+        /// The uid `local` mode must not redirect (the gateway's own connections).
+        public var gatewayUID: UInt32
+
+        public init(executable: String, gatewayUID: UInt32) {
+            self.executable = executable
+            self.gatewayUID = gatewayUID
+        }
+    }
+
+    private let queue = DispatchQueue(label: "tlsgate.supervisor")
+    private let logger: Logger
+    private let options: Options
+    private let reloader: Reloader
+    private var config: GatewayConfig
+    private var slots: [String: PolicySlot] = [:]
+    private var workers: [pid_t: WorkerRecord] = [:]
+    private var stopping = false
+    private var exitCode: Int32 = 0
+    private var signalSources: [DispatchSourceSignal] = []
+    private let finished = DispatchSemaphore(value: 0)
+    private var tproxyRoutingInstalled = false
+    private var stopFinished = false
+
+    public init(config: GatewayConfig, policies: [Policy], options: Options, logger: Logger, reloader: @escaping Reloader) {
+        self.config = config
+        self.options = options
+        self.logger = logger
+        self.reloader = reloader
+        self.initialPolicies = policies
+    }
+
+    private let initialPolicies: [Policy]
+
+    /// Starts everything, then blocks until the gateway stops; returns the exit status.
+    public func run() -> Int32 {
+        installSignalHandlers()
+        queue.sync { self.startUp() }
+        finished.wait()
+        return exitCode
+    }
+
+    // MARK: start
+
+    private func startUp() {
+        if NFTables.tableExists() {
+            logger.warning("replacing a stale nftables table left by an earlier run", metadata: ["table": "inet tlsgate"])
+        }
+        do {
+            for policy in initialPolicies {
+                try addSlot(policy)
+            }
+            if config.intercept.mode == .tproxy { try installTProxyRouting() }
+            try applyRules()
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            exitCode = 1
+            beginStop(reason: "start-up failed")
+            return
+        }
+        logger.info(
+            "gateway started",
+            metadata: [
+                "policies": "\(slots.count)", "mode": "\(config.intercept.mode.rawValue)",
+                "uid": "\(getuid())", "pid": "\(getpid())",
+            ])
+    }
+
+    private func addSlot(_ policy: Policy) throws {
+        let socket = try ListenSocket(
+            address: config.intercept.listen.description, port: 0, transparent: config.intercept.mode == .tproxy)
+        var slot = PolicySlot(policy: policy, socket: socket)
+        logger.info(
+            "policy listening",
+            metadata: [
+                "policy": "\(policy.name)", "listen_port": "\(socket.port)", "match_port": "\(policy.match.port)",
+                "upstream_port": "\(policy.upstream.port)",
+            ])
+        slot.current = try spawnWorker(for: slot)
+        slots[policy.name] = slot
+    }
+
+    // MARK: workers
+
+    private func spawnWorker(for slot: PolicySlot) throws -> pid_t {
+        let assignment = WorkerAssignment(
+            policy: slot.policy, mode: config.intercept.mode, drainTimeout: config.workers.drainTimeout,
+            threads: config.workers.threads)
+        var payload = try JSONEncoder().encode(assignment)
+        payload.append(0x0a)
+        let control = try ProcessSpawner.makePipe()
+        let arguments = [
+            options.executable, "worker", "--listen-fd", "3", "--control-fd", "4",
+            "--log-format", config.log.format.rawValue, "--log-level", config.log.level,
+        ]
+        let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
+        let pid: pid_t
+        do {
+            pid = try ProcessSpawner.spawn(
+                path: options.executable, arguments: arguments, environment: environment,
+                descriptors: [slot.socket.descriptor, control.read])
+        } catch {
+            close(control.read)
+            close(control.write)
+            throw error
+        }
+        close(control.read)
+        // A pipe holds 64 KiB; a policy is a few hundred bytes, so this does not block.
+        let written = payload.withUnsafeBytes { write(control.write, $0.baseAddress, $0.count) }
+        if written != payload.count {
+            logger.error("cannot hand the policy to its worker", metadata: ["policy": "\(slot.policy.name)", "pid": "\(pid)"])
+        }
+        workers[pid] = WorkerRecord(pid: pid, policyName: slot.policy.name, state: .current, control: control.write)
+        logger.info("worker started", metadata: ["policy": "\(slot.policy.name)", "pid": "\(pid)"])
+        return pid
+    }
+
+    private func reap() {
+        for (pid, exit) in ProcessSpawner.reapAll() {
+            guard let record = workers.removeValue(forKey: pid) else { continue }
+            close(record.control)
+            switch record.state {
+            case .leaving:
+                logger.info(
+                    "old worker finished draining",
+                    metadata: ["policy": "\(record.policyName)", "pid": "\(pid)", "status": "\(exit)"])
+            case .current:
+                if stopping {
+                    logger.info("worker stopped", metadata: ["policy": "\(record.policyName)", "pid": "\(pid)", "status": "\(exit)"])
+                } else {
+                    workerCrashed(record, exit)
+                }
+            }
+        }
+        if stopping && workers.isEmpty { finishStop() }
+    }
+
+    private func workerCrashed(_ record: WorkerRecord, _ exit: ProcessSpawner.Exit) {
+        guard var slot = slots[record.policyName], slot.current == record.pid else { return }
+        slot.current = nil
+        let now = DispatchTime.now()
+        let window = UInt64(config.workers.crashWindow.milliseconds) * 1_000_000
+        slot.crashes = slot.crashes.filter { now.uptimeNanoseconds - $0.uptimeNanoseconds < window } + [now]
+        let count = slot.crashes.count
+        if count > config.workers.crashLimit {
+            logger.critical(
+                "worker keeps crashing; policy disabled until the next reload",
+                metadata: [
+                    "policy": "\(record.policyName)", "pid": "\(record.pid)", "status": "\(exit)",
+                    "crashes": "\(count)", "window": "\(config.workers.crashWindow)",
+                ])
+            slots[record.policyName] = nil
+            do { try applyRules() } catch {
+                logger.error("cannot remove the disabled policy's rules", metadata: ["error": "\(error)"])
+            }
+            return
+        }
+        let base = config.workers.restartDelay.milliseconds
+        let delay = min(config.workers.restartDelayMax.milliseconds, base == 0 && count == 1 ? 0 : max(base, 100) << min(count - 1, 16))
+        logger.error(
+            "worker exited unexpectedly; restarting",
+            metadata: [
+                "policy": "\(record.policyName)", "pid": "\(record.pid)", "status": "\(exit)",
+                "restart_in_ms": "\(delay)", "crashes": "\(count)",
+            ])
+        slots[record.policyName] = slot
+        queue.asyncAfter(deadline: .now() + .milliseconds(Int(delay))) { self.restart(record.policyName) }
+    }
+
+    private func restart(_ name: String) {
+        guard !stopping, var slot = slots[name], slot.current == nil else { return }
+        do {
+            slot.current = try spawnWorker(for: slot)
+            slots[name] = slot
+        } catch {
+            logger.error("cannot restart worker", metadata: ["policy": "\(name)", "error": "\(error)"])
+            queue.asyncAfter(deadline: .now() + .seconds(1)) { self.restart(name) }
+        }
+    }
+
+    private func retire(_ pid: pid_t) {
+        guard var record = workers[pid] else { return }
+        record.state = .leaving
+        workers[pid] = record
+        kill(pid, SIGTERM)
+    }
+
+    // MARK: reload
+
+    private func reload() {
+        guard !stopping else { return }
+        logger.info("reloading", metadata: ["config": "\(config.sourcePath)"])
+        let (newConfig, policies, diagnostics) = reloader()
+        for diagnostic in diagnostics where diagnostic.severity == .warning {
+            logger.warning("\(diagnostic)")
+        }
+        let errors = diagnostics.filter { $0.severity == .error }
+        guard let newConfig, errors.isEmpty else {
+            for error in errors { logger.error("\(error)") }
+            logger.error("reload refused: the running configuration stays", metadata: ["errors": "\(errors.count)"])
+            return
+        }
+        if newConfig.intercept.mode != config.intercept.mode || newConfig.intercept.listen != config.intercept.listen
+            || newConfig.user != config.user
+        {
+            logger.error("reload refused: changing intercept.mode, intercept.listen or user needs a restart")
+            return
+        }
+        let oldConfig = config
+        config = newConfig
+        var added: [String] = []
+        var changed: [String] = []
+        var retired: [pid_t] = []
+        do {
+            for policy in policies {
+                if var slot = slots[policy.name] {
+                    guard slot.policy != policy || oldConfig.workers != newConfig.workers || oldConfig.log != newConfig.log
+                    else { continue }
+                    slot.policy = policy
+                    slot.crashes = []
+                    let old = slot.current
+                    slot.current = try spawnWorker(for: slot)
+                    slots[policy.name] = slot
+                    if let old { retired.append(old) }
+                    changed.append(policy.name)
+                } else {
+                    try addSlot(policy)
+                    added.append(policy.name)
+                }
+            }
+        } catch {
+            logger.error("reload incomplete", metadata: ["error": "\(error)"])
+        }
+        let keep = Set(policies.map(\.name))
+        let removed = slots.keys.filter { !keep.contains($0) }
+        for name in removed {
+            if let pid = slots[name]?.current { retired.append(pid) }
+            slots[name] = nil
+        }
+        do {
+            try applyRules()
+        } catch {
+            logger.error("cannot apply the new rules; the previous table stays", metadata: ["error": "\(error)"])
+        }
+        // The new workers and rules are in place: the old workers stop accepting and drain.
+        for pid in retired { retire(pid) }
+        logger.info(
+            "reloaded",
+            metadata: [
+                "added": "\(added.sorted().joined(separator: ","))", "changed": "\(changed.sorted().joined(separator: ","))",
+                "removed": "\(removed.sorted().joined(separator: ","))", "policies": "\(slots.count)",
+            ])
+    }
+
+    // MARK: stop
+
+    private func beginStop(reason: String) {
+        guard !stopping else { return }
+        stopping = true
+        logger.info("stopping", metadata: ["reason": "\(reason)", "workers": "\(workers.count)"])
+        for pid in workers.keys { kill(pid, SIGTERM) }
+        // Close our copies of the listening sockets: with the workers' closed too, new
+        // redirected connections are refused (fail closed) while the old ones drain.
+        slots.removeAll()
+        let grace = Int(config.workers.drainTimeout.milliseconds) + 5000
+        queue.asyncAfter(deadline: .now() + .milliseconds(grace)) {
+            guard !self.workers.isEmpty else { return }
+            for pid in self.workers.keys {
+                self.logger.warning("worker did not stop in time; killing it", metadata: ["pid": "\(pid)"])
+                kill(pid, SIGKILL)
+            }
+        }
+        if workers.isEmpty { finishStop() }
+    }
+
+    private func finishStop() {
+        guard !stopFinished else { return }
+        stopFinished = true
+        do {
+            try NFTables.deleteTable()
+        } catch {
+            logger.error("cannot delete the nftables table", metadata: ["error": "\(error)"])
+            exitCode = 1
+        }
+        removeTProxyRouting()
+        logger.info("gateway stopped")
+        finished.signal()
+    }
+
+    // MARK: firewall
+
+    private func applyRules() throws {
+        let plan = interceptionPlan()
+        try NFTables.apply(Ruleset.script(for: plan))
+        logger.debug("rules applied", metadata: ["ruleset": "\(Ruleset.body(for: plan))"])
+    }
+
+    /// The plan for what runs now.
+    func interceptionPlan() -> InterceptionPlan {
+        Self.plan(config: config, policies: slots.values.map { ($0.policy, $0.socket.port) }, gatewayUID: options.gatewayUID)
+    }
+
+    /// The interception plan for a config and policies with their listen ports.
+    public static func plan(config: GatewayConfig, policies: [(Policy, UInt16)], gatewayUID: UInt32) -> InterceptionPlan {
+        let clients = InterceptionPlan.Clients(
+            ipv4: config.intercept.from.filter(\.isIPv4).map(\.description),
+            ipv6: config.intercept.from.filter { !$0.isIPv4 }.map(\.description),
+            interfaces: config.intercept.interfaces)
+        let entries = policies.sorted { $0.0.name < $1.0.name }.map { policy, port in
+            InterceptionPlan.Entry(
+                name: policy.name,
+                ipv4: policy.match.networks.filter(\.isIPv4).map(\.description),
+                ipv6: policy.match.networks.filter { !$0.isIPv4 }.map(\.description),
+                matchPort: policy.match.port, upstreamPort: policy.upstream.port, listenPort: port,
+                denyDirect: policy.firewall.denyDirect)
+        }
+        let mode: InterceptionPlan.Mode
+        switch config.intercept.mode {
+        case .redirect: mode = .redirect
+        case .tproxy: mode = .tproxy
+        case .local: mode = .local
+        }
+        return InterceptionPlan(
+            mode: mode, clients: clients, entries: entries, gatewayUID: gatewayUID, tproxyMark: config.intercept.tproxyMark)
+    }
+
+    private func installTProxyRouting() throws {
+        removeTProxyRouting(quiet: true)
+        for arguments in Ruleset.tproxyRouting(mark: config.intercept.tproxyMark, table: config.intercept.tproxyTable) {
+            try IPRoute.run(arguments)
+        }
+        tproxyRoutingInstalled = true
+    }
+
+    private func removeTProxyRouting(quiet: Bool = false) {
+        guard quiet || tproxyRoutingInstalled else { return }
+        for arguments in Ruleset.tproxyRouting(mark: config.intercept.tproxyMark, table: config.intercept.tproxyTable) {
+            var delete = arguments
+            if let add = delete.firstIndex(of: "add") { delete[add] = "del" }
+            try? IPRoute.run(delete)
+        }
+        tproxyRoutingInstalled = false
+    }
+
+    // MARK: signals
+
+    private func installSignalHandlers() {
+        let handlers: [(Int32, () -> Void)] = [
+            (SIGCHLD, { self.reap() }),
+            (SIGHUP, { self.reload() }),
+            (SIGTERM, { self.beginStop(reason: "SIGTERM") }),
+            (SIGINT, { self.beginStop(reason: "SIGINT") }),
+        ]
+        signal(SIGPIPE, SIG_IGN)
+        for (number, handler) in handlers {
+            signal(number, SIG_IGN)
+            if number == SIGCHLD { signal(SIGCHLD, SIG_DFL) }  // SIG_IGN would auto-reap
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler(handler: handler)
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+}
+
+/// One policy's socket and current worker.
+struct PolicySlot {
+    var policy: Policy
+    let socket: ListenSocket
+    var current: pid_t?
+    var crashes: [DispatchTime] = []
+
+    init(policy: Policy, socket: ListenSocket) {
+        self.policy = policy
+        self.socket = socket
+    }
+}
+
+/// A worker process the supervisor started.
+struct WorkerRecord {
+    enum State {
+        /// Serves its policy now; restarted if it dies.
+        case current
+        /// Replaced or stopped: drains, then exits; not restarted.
+        case leaving
+    }
+    let pid: pid_t
+    let policyName: String
+    var state: State
+    /// Our end of the control pipe; the worker exits when it closes.
+    let control: Int32
+}
