@@ -416,14 +416,32 @@ def worker(lab, pki, worker_bin, tmp_path, request):
 @pytest.fixture
 def plain_client(lab):
     """plain_client(host, port=80, nbytes=1024, connections=1, timeout=30, expect_prefix=None,
-    read_delay=0) -> list of result dicts (one per connection), run in the client namespace."""
+    read_delay=0, hold=0, background=False) -> list of result dicts (one per connection), run
+    in the client namespace. background=True returns a callable that waits for the results."""
 
-    def run(host, port=80, nbytes=1024, connections=1, timeout=30.0, expect_prefix=None, read_delay=0.0):
+    def run(host, port=80, nbytes=1024, connections=1, timeout=30.0, expect_prefix=None, read_delay=0.0,
+            hold=0.0, background=False):
         argv = [PY, PLAIN_CLIENT, host, str(port), "--bytes", str(nbytes),
                 "--connections", str(connections), "--timeout", str(timeout),
-                "--read-delay", str(read_delay)]
+                "--read-delay", str(read_delay), "--hold", str(hold)]
         if expect_prefix is not None:
             argv += ["--expect-prefix", expect_prefix]
+        if background:
+            proc = _popen(lab.exec_argv(lab.client, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+            def wait():
+                try:
+                    out, err = proc.communicate(timeout=timeout + 15)
+                except subprocess.TimeoutExpired:
+                    _stop_process(proc)
+                    raise AssertionError("plain_client in background did not finish")
+                assert proc.returncode == 0, "plain_client failed (%d): %s" % (proc.returncode, err)
+                res = [json.loads(l) for l in out.splitlines() if l.strip()]
+                assert len(res) == connections, out + err
+                return res
+
+            return wait
         r = lab.run(lab.client, argv, timeout=timeout + 15, check=False)
         assert r.returncode == 0, "plain_client failed (%d): %s" % (r.returncode, r.stderr)
         res = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]

@@ -128,6 +128,21 @@ def handle(conn, peer, policy, ctx, local_addrs):
     rec["resumed"] = tls.session_reused
     tls.settimeout(None)
     conn.settimeout(None)
+    state = {"last": time.monotonic(), "idle": False, "done": False}
+
+    def watchdog():
+        while not state["done"]:
+            time.sleep(0.1)
+            if time.monotonic() - state["last"] > policy["idle_timeout"]:
+                state["idle"] = True
+                for sk in (conn, tls):
+                    try:
+                        socket.socket.shutdown(sk, socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                return
+
+    threading.Thread(target=watchdog, daemon=True).start()
 
     def pump_up():
         try:
@@ -137,6 +152,7 @@ def handle(conn, peer, policy, ctx, local_addrs):
                     break
                 tls.sendall(b)
                 counts["up"] += len(b)
+                state["last"] = time.monotonic()
         except OSError:
             pass
         try:
@@ -156,6 +172,7 @@ def handle(conn, peer, policy, ctx, local_addrs):
                 break
             conn.sendall(b)
             counts["down"] += len(b)
+            state["last"] = time.monotonic()
     except OSError:
         pass
     try:
@@ -163,9 +180,10 @@ def handle(conn, peer, policy, ctx, local_addrs):
     except OSError:
         pass
     t.join(60)
+    state["done"] = True
     conn.close()
     tls.close()
-    done("ok", "completed")
+    done("ok", "idle_timeout" if state["idle"] else "completed")
 
 
 def main():
@@ -186,7 +204,9 @@ def main():
         networks=[ipaddress.ip_network(n) for n in pol["match"]["networks"]],
         port=int(pol["match"]["port"]), upstream_port=int(pol["upstream"]["port"]),
         sni=pol["upstream"]["server_name"],
-        connect_timeout=parse_duration(pol["upstream"].get("connect_timeout", "5s")))
+        connect_timeout=parse_duration(pol["upstream"].get("connect_timeout", "5s")),
+        max_connections=int(pol.get("limits", {}).get("max_connections", 10000)),
+        idle_timeout=parse_duration(pol.get("limits", {}).get("idle_timeout", "5m")))
     ctx = ssl.create_default_context(cafile=pol["tls"]["trust"])
     ctx.minimum_version = VERSIONS[pol["tls"].get("min_version", "1.2")]
 
@@ -207,6 +227,7 @@ def main():
         f = line.split()
         if len(f) > 3:
             local_addrs.add(f[3].split("/")[0])
+    active, active_lock = [0], threading.Lock()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     log("worker listening", listen=ARGS.listen, policy=policy["name"])
@@ -215,7 +236,24 @@ def main():
             c, a = srv.accept()
         except socket.timeout:
             continue
-        threading.Thread(target=handle, args=(c, a, policy, ctx, local_addrs), daemon=True).start()
+        with active_lock:
+            full = active[0] >= policy["max_connections"]
+            if not full:
+                active[0] += 1
+        if full:
+            c.close()
+            log("connection closed", policy=policy["name"], client=fmt_addr(unmap(a[0]), a[1]),
+                bytes_up=0, bytes_down=0, result="refused", reason="max_connections")
+            continue
+
+        def run(c=c, a=a):
+            try:
+                handle(c, a, policy, ctx, local_addrs)
+            finally:
+                with active_lock:
+                    active[0] -= 1
+
+        threading.Thread(target=run, daemon=True).start()
     return 0
 
 

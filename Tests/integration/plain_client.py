@@ -3,12 +3,13 @@
 
 Run in the lab's client namespace:
   ip netns exec tg-client /usr/bin/python3 plain_client.py HOST PORT \
-      [--bytes N] [--connections K] [--timeout S] [--expect-prefix TEXT] [--read-delay S]
+      [--bytes N] [--connections K] [--timeout S] [--expect-prefix TEXT] [--read-delay S] [--hold S]
 
 For each of K concurrent connections: connects, sends N random bytes (from a sender
 thread, so the echo can flow back meanwhile), half-closes (shutdown(SHUT_WR)), reads
 everything until EOF, and prints one JSON object per line:
-  {"sent_sha256", "recv_sha256", "recv_len", "sent_len", "error", ...}
+  {"sent_sha256", "recv_sha256", "recv_len", "sent_len", "error", "recv_end_s", ...}
+(recv_end_s: seconds from connect until the receive side ended).
 With --expect-prefix, the received bytes must start with TEXT: "prefix_ok" tells
 whether they did, and recv_sha256 covers only what follows the prefix.
 Bounded by --timeout for the whole run.
@@ -23,17 +24,20 @@ import threading
 import time
 
 
-def one(host, port, nbytes, deadline, prefix, read_delay=0.0):
+def one(host, port, nbytes, deadline, prefix, read_delay=0.0, hold=0.0):
     res = {"sent_len": 0, "recv_len": 0, "sent_sha256": None, "recv_sha256": None, "error": None}
     data = os.urandom(nbytes)
     res["sent_sha256"] = hashlib.sha256(data).hexdigest()
     chunks = []
     send_err = []
+    recv_done = threading.Event()
     try:
         s = socket.create_connection((host, port), timeout=max(0.1, deadline - time.monotonic()))
     except OSError as e:
         res["error"] = "connect: %s" % e
         return res
+
+    t_connected = time.monotonic()
 
     def sender():
         try:
@@ -44,6 +48,10 @@ def one(host, port, nbytes, deadline, prefix, read_delay=0.0):
                 n = s.send(view[off:off + 65536])
                 off += n
                 res["sent_len"] = off
+            if hold > 0:
+                # Keep the connection open (idle) before half-closing; stop waiting if
+                # the gateway ends the connection meanwhile.
+                recv_done.wait(min(hold, max(0.0, deadline - time.monotonic())))
             s.shutdown(socket.SHUT_WR)
         except OSError as e:
             send_err.append("send: %s" % e)
@@ -65,6 +73,8 @@ def one(host, port, nbytes, deadline, prefix, read_delay=0.0):
             chunks.append(b)
     except OSError as e:
         res["error"] = "recv: %s" % e
+    res["recv_end_s"] = round(time.monotonic() - t_connected, 3)
+    recv_done.set()
     t.join(max(0.1, deadline - time.monotonic()))
     if send_err and res["error"] is None:
         res["error"] = send_err[0]
@@ -90,6 +100,8 @@ def main():
     p.add_argument("--connections", type=int, default=1)
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--expect-prefix", default=None)
+    p.add_argument("--hold", type=float, default=0.0,
+                   help="seconds to stay idle after sending, before the half-close")
     p.add_argument("--read-delay", type=float, default=0.0,
                    help="seconds to wait before reading the echo (back-pressure)")
     args = p.parse_args()
@@ -97,7 +109,7 @@ def main():
     results = [None] * args.connections
 
     def run(i):
-        results[i] = one(args.host, args.port, args.bytes, deadline, args.expect_prefix, args.read_delay)
+        results[i] = one(args.host, args.port, args.bytes, deadline, args.expect_prefix, args.read_delay, args.hold)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(args.connections)]
     for t in threads:

@@ -211,3 +211,61 @@ def test_slow_reader_gets_everything(lab, tls_server, worker, redirect, plain_cl
     (rec,) = only_record(w)
     assert_reason(rec, "ok", "completed")
     assert rec.get("bytes_up") == str(4 * MiB) and rec.get("bytes_down") == str(4 * MiB), rec
+
+
+# 14 (beyond the brief's list): the server's SYNs vanish -> connect_timeout after the
+# policy's connect_timeout (2s), and the client is closed without data.
+def test_connect_timeout(lab, worker, redirect, plain_client, listen_port, tmp_path):
+    drop = tmp_path / "drop.nft"
+    drop.write_text("table inet tlsgate_test_drop {\n"
+                    "  chain input { type filter hook input priority filter; policy accept;\n"
+                    "    ip daddr 198.19.0.21 tcp dport 443 drop\n  }\n}\n")
+    lab.run(lab.server, ["nft", "-f", drop])
+    try:
+        w = worker(listen_port, networks=["198.19.0.21/32"], connect_timeout="2s")
+        redirect(listen_port)
+        t0 = time.monotonic()
+        res = plain_client("198.19.0.21", 80, nbytes=1024, timeout=20)
+        elapsed = time.monotonic() - t0
+        assert_refused(res)
+        (rec,) = only_record(w)
+        assert rec.get("result") in ("failed", "refused"), rec
+        assert_reason(rec, rec.get("result"), "connect_timeout")
+        assert 1.5 <= elapsed <= 10, "connect_timeout=2s but the client waited %.1fs" % elapsed
+    finally:
+        lab.run(lab.server, ["nft", "delete", "table", "inet", "tlsgate_test_drop"], check=False)
+
+
+# 15 (beyond the brief's list): [limits] max_connections = 2 -> a third concurrent
+# connection is refused while the first two stay intact.
+def test_max_connections(lab, tls_server, worker, redirect, plain_client, listen_port):
+    tls_server("good", "198.19.0.22")
+    w = worker(listen_port, networks=["198.19.0.22/32"], extra="\n[limits]\nmax_connections = 2\n")
+    redirect(listen_port)
+    holders = plain_client("198.19.0.22", 80, nbytes=1000, connections=2, hold=3.0, timeout=20,
+                           background=True)
+    time.sleep(1.0)  # both holders connected and relaying (well within their 3s hold)
+    res = plain_client("198.19.0.22", 80, nbytes=1024, timeout=20)
+    assert_refused(res)
+    held = holders()
+    for r in held:
+        assert r["error"] is None and r["recv_len"] == 1000 and r["recv_sha256"] == r["sent_sha256"], r
+    recs = w.wait_connections(3)
+    refused = [r for r in recs if r.get("reason") == "max_connections"]
+    assert len(refused) == 1, recs
+    assert refused[0].get("result") in ("refused", "failed"), refused
+    assert sum(1 for r in recs if r.get("reason") == "completed") == 2, recs
+
+
+# 16 (beyond the brief's list): [limits] idle_timeout = "1s" -> a connection idle for
+# longer is closed with reason idle_timeout (after the data already relayed).
+def test_idle_timeout(lab, tls_server, worker, redirect, plain_client, listen_port):
+    tls_server("good", "198.19.0.23")
+    w = worker(listen_port, networks=["198.19.0.23/32"], extra='\n[limits]\nidle_timeout = "1s"\n')
+    redirect(listen_port)
+    (r,) = plain_client("198.19.0.23", 80, nbytes=1000, hold=8.0, timeout=20)
+    assert r["recv_len"] == 1000, r  # the echo came back before the idle period
+    assert 0.8 <= r["recv_end_s"] < 6.0, \
+        "the worker did not end the idle connection in time (closed after %.1fs)" % r["recv_end_s"]
+    (rec,) = only_record(w)
+    assert rec.get("reason") == "idle_timeout", rec
