@@ -28,6 +28,7 @@ VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1,
             "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 log_lock = threading.Lock()
 ARGS = None
+SESSIONS = {}
 
 
 def fmt_addr(host, port):
@@ -116,7 +117,7 @@ def handle(conn, peer, policy, ctx, local_addrs):
         return done("failed", "connect_failed", str(e))
     try:
         up.settimeout(30)
-        tls = ctx.wrap_socket(up, server_hostname=policy["sni"])
+        tls = ctx.wrap_socket(up, server_hostname=policy["sni"], session=SESSIONS.get((host, policy["upstream_port"])))
     except ssl.SSLCertVerificationError as e:
         conn.close()
         return done("failed", "tls_verify_failed", e.verify_message)
@@ -181,6 +182,8 @@ def handle(conn, peer, policy, ctx, local_addrs):
         pass
     t.join(60)
     state["done"] = True
+    if tls.session is not None:
+        SESSIONS[(host, policy["upstream_port"])] = tls.session  # resumption (DESIGN flow step 6)
     conn.close()
     tls.close()
     done("ok", "idle_timeout" if state["idle"] else "completed")

@@ -269,3 +269,41 @@ def test_idle_timeout(lab, tls_server, worker, redirect, plain_client, listen_po
         "the worker did not end the idle connection in time (closed after %.1fs)" % r["recv_end_s"]
     (rec,) = only_record(w)
     assert rec.get("reason") == "idle_timeout", rec
+
+
+# 17 (beyond the brief's list): DESIGN "Flow" step 6 -- a new connection to the same
+# server resumes the TLS session cached in the worker.
+def test_session_resumption(lab, tls_server, worker, redirect, plain_client, listen_port):
+    tls_server("good", "198.19.0.24")
+    w = worker(listen_port, networks=["198.19.0.24/32"])
+    redirect(listen_port)
+    for i in range(2):
+        # hold: half-close only after the relay is up (early EOF has its own test, 18).
+        (r,) = plain_client("198.19.0.24", 80, nbytes=10000, hold=0.5, timeout=20)
+        assert r["error"] is None and r["recv_sha256"] == r["sent_sha256"], r
+        w.wait_connections(i + 1)
+    first, second = w.wait_connections(2)
+    assert_reason(first, "ok", "completed")
+    assert_reason(second, "ok", "completed")
+    assert first.get("resumed") == "false", first
+    assert second.get("resumed") == "true", second
+
+
+# 18 (beyond the brief's list): the commonest real client -- a short request and an
+# immediate half-close (HTTP/1.0 style), i.e. data and FIN reach the gateway before its
+# TLS connection to the server is up. Both must be relayed, in that order. Repeated,
+# since it depends on timing.
+@pytest.mark.parametrize("nbytes", [100, 1024, 10000])
+def test_short_request_immediate_half_close(lab, tls_server, worker, redirect, plain_client, listen_port,
+                                            nbytes):
+    tls_server("good", "198.19.0.25")
+    w = worker(listen_port, networks=["198.19.0.25/32"])
+    redirect(listen_port)
+    for i in range(3):
+        (r,) = plain_client("198.19.0.25", 80, nbytes=nbytes, timeout=10)
+        assert r["error"] is None and r["recv_len"] == nbytes and r["recv_sha256"] == r["sent_sha256"], \
+            "attempt %d: %r" % (i + 1, r)
+    recs = w.wait_connections(3)
+    for rec in recs:
+        assert_reason(rec, "ok", "completed")
+        assert rec.get("bytes_up") == str(nbytes) and rec.get("bytes_down") == str(nbytes), rec
