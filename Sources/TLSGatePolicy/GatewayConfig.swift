@@ -1,7 +1,31 @@
 /// The global configuration (`/etc/tlsgate/tlsgate.toml`): where the policies are, who
 /// the gateway runs as, what it intercepts. Parsed and validated once by
 /// `GatewayConfigLoader`; immutable afterwards.
+///
+/// The file, every key with its default (see `Scripts/tlsgate.example.toml`):
+/// ```toml
+/// policies = "/etc/tlsgate/policies"   # required
+/// user = "tlsgate"                     # (none)
+/// [intercept]
+/// mode = "redirect"                    # ("redirect") redirect | tproxy | local
+/// from = ["198.18.0.0/24"]             # ([]) client networks
+/// interfaces = ["lan0"]                # ([]) LAN interfaces
+/// listen = "::"                        # ("::")
+/// tproxy_mark = 0x746c                 # (0x746c)
+/// tproxy_table = 7468                  # (7468)
+/// [log]
+/// format = "text"                      # ("text") text | json
+/// level = "info"                       # ("info")
+/// [workers]
+/// drain_timeout = "30s"                # ("30s")
+/// restart_delay = "0s"                 # ("0s")
+/// restart_delay_max = "5s"             # ("5s")
+/// crash_limit = 5                      # (5)
+/// crash_window = "60s"                 # ("60s")
+/// threads = 0                          # (0)
+/// ```
 public struct GatewayConfig: Sendable, Equatable, Codable {
+    /// `[intercept] mode`: which connections are taken over (default `redirect`).
     public enum InterceptMode: String, Sendable, Equatable, Codable, CaseIterable {
         /// nat REDIRECT of forwarded LAN traffic (the default).
         case redirect
@@ -11,26 +35,46 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         case local
     }
 
+    /// `[log] format`: one line per event as `key=value` text, or one JSON object per line.
     public enum LogFormat: String, Sendable, Equatable, Codable, CaseIterable {
         case text
         case json
     }
 
+    /// `[intercept]`: which client connections are redirected to the gateway, and how.
     public struct Intercept: Sendable, Equatable, Codable {
+        /// `mode`: `"redirect"` (default), `"tproxy"` or `"local"`.
         public var mode: InterceptMode
-        /// Client networks whose connections are intercepted.
+        /// `from`: client networks whose connections are intercepted, IPv4 and IPv6
+        /// (default none). In redirect and tproxy mode, `from` or `interfaces` (or both)
+        /// must say which clients are intercepted; local mode ignores both.
         public var from: [IPNetwork]
-        /// LAN interfaces whose connections are intercepted (instead of, or with, `from`).
+        /// `interfaces`: LAN interfaces whose connections are intercepted (instead of, or
+        /// with, `from`); names of 1 to 15 characters `[A-Za-z0-9_.-]` (default none).
         public var interfaces: [String]
-        /// Where the per-policy sockets are bound ("::" takes IPv4 and IPv6).
+        /// `listen`: the address the per-policy sockets are bound to (default `"::"`, which
+        /// takes IPv4 and IPv6).
         public var listen: IPAddress
-        /// TPROXY: the packet mark and the routing table that delivers marked packets locally.
+        /// `tproxy_mark`: tproxy mode's packet mark, 1...0xffffffff (default 0x746c).
         public var tproxyMark: UInt32
+        /// `tproxy_table`: tproxy mode's routing table that delivers marked packets locally,
+        /// 1...0xfffffffe except 253, 254 and 255 (default, main, local) (default 7468).
         public var tproxyTable: Int
+
+        public static let defaultListen = IPAddress("::")!
+        public static let defaultTProxyMark: UInt32 = 0x746c
+        public static let defaultTProxyTable = 7468
+        public static let tproxyMarkRange: ClosedRange<Int64> = 1...0xffff_ffff
+        public static let tproxyTableRange: ClosedRange<Int64> = 1...0xffff_fffe
+        /// Routing tables owned by the kernel and iproute2, not usable for tproxy.
+        public static let reservedTables: [Int: String] = [253: "default", 254: "main", 255: "local"]
+        /// The longest Linux interface name (IFNAMSIZ - 1).
+        public static let maximumInterfaceNameLength = 15
 
         public init(
             mode: InterceptMode = .redirect, from: [IPNetwork] = [], interfaces: [String] = [],
-            listen: IPAddress = IPAddress("::")!, tproxyMark: UInt32 = 0x746c, tproxyTable: Int = 7468
+            listen: IPAddress = Intercept.defaultListen, tproxyMark: UInt32 = Intercept.defaultTProxyMark,
+            tproxyTable: Int = Intercept.defaultTProxyTable
         ) {
             self.mode = mode
             self.from = from
@@ -41,9 +85,15 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         }
     }
 
+    /// `[log]`: how the supervisor and the workers log (to stderr).
     public struct Log: Sendable, Equatable, Codable {
+        /// `format`: `"text"` (default) or `"json"`.
         public var format: LogFormat
+        /// `level`: the lowest level logged, one of `levels` (default `"info"`).
         public var level: String
+
+        /// The swift-log levels, lowest first.
+        public static let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
         public init(format: LogFormat = .text, level: String = "info") {
             self.format = format
@@ -51,17 +101,31 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         }
     }
 
+    /// `[workers]`: how the per-policy worker processes are stopped and restarted.
     public struct Workers: Sendable, Equatable, Codable {
-        /// How long a stopping or replaced worker lets its connections finish.
+        /// `drain_timeout`: how long a stopping or replaced worker lets its connections
+        /// finish, 0s...1h (default 30s).
         public var drainTimeout: TimeSpan
-        /// Restart back-off: first delay, doubled per crash, capped.
+        /// `restart_delay`: the delay before the first restart after a crash, doubled per
+        /// further crash, 0s...1m (default 0s).
         public var restartDelay: TimeSpan
+        /// `restart_delay_max`: the cap on that delay, at least `restart_delay`, at most 5m
+        /// (default 5s, or `restart_delay` if that is longer).
         public var restartDelayMax: TimeSpan
-        /// More crashes than this within `crashWindow` stop restarting the policy.
+        /// `crash_limit`: more crashes than this within `crashWindow` stop restarting the
+        /// policy, 1...1000 (default 5).
         public var crashLimit: Int
+        /// `crash_window`: 1s...1h (default 60s).
         public var crashWindow: TimeSpan
-        /// Event loop threads per worker (0: one per core).
+        /// `threads`: event loop threads per worker, 0...256; 0 means one per core (default 0).
         public var threads: Int
+
+        public static let drainTimeoutRange = TimeSpan(milliseconds: 0)...TimeSpan.hours(1)
+        public static let restartDelayRange = TimeSpan(milliseconds: 0)...TimeSpan.minutes(1)
+        public static let restartDelayMaxRange = TimeSpan(milliseconds: 0)...TimeSpan.minutes(5)
+        public static let crashLimitRange: ClosedRange<Int64> = 1...1000
+        public static let crashWindowRange = TimeSpan.seconds(1)...TimeSpan.hours(1)
+        public static let threadsRange: ClosedRange<Int64> = 0...256
 
         public init(
             drainTimeout: TimeSpan = .seconds(30), restartDelay: TimeSpan = TimeSpan(milliseconds: 0),
@@ -79,9 +143,13 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
 
     /// The file this came from, as given.
     public var sourcePath: String
-    /// The policies folder, resolved against the config file's folder.
+    /// `policies` (required): the folder of policy files, one `*.toml` per policy. A
+    /// relative path is taken from the config file's folder; stored resolved that way
+    /// (still relative when the config path was). Must exist and be a folder.
     public var policies: String
-    /// The account to run as when started as root; nil to stay who we are.
+    /// `user`: the account to switch to when started as root; nil (the default) to stay
+    /// who we are. A user name `[a-z_][a-z0-9_-]*` of at most 32 characters; whether the
+    /// account exists is checked by `tlsgate run`, not here.
     public var user: String?
     public var intercept: Intercept
     public var log: Log

@@ -9,15 +9,16 @@ struct PolicyFileDecoder {
         var hosts: [Int] = []
     }
 
-    /// The path as the caller gave it: used in diagnostics and to resolve CA paths.
-    let file: String
-    let root: TOMLTable
-    private(set) var diagnostics: [Diagnostic] = []
+    private var fields: TOMLFields
     private(set) var lines = Lines()
 
+    /// The path as the caller gave it: used in diagnostics and to resolve CA paths.
+    var file: String { fields.file }
+    var root: TOMLTable { fields.root }
+    var diagnostics: [Diagnostic] { fields.diagnostics }
+
     init(file: String, root: TOMLTable) {
-        self.file = file
-        self.root = root
+        fields = TOMLFields(file: file, root: root)
     }
 
     /// `[A-Za-z0-9._-]+`: what a policy name (the file stem) may contain.
@@ -55,28 +56,7 @@ struct PolicyFileDecoder {
     // MARK: - Unknown tables and keys
 
     private mutating func checkStructure() {
-        for entry in root.entries {
-            switch entry.item {
-            case .value:
-                error(entry.line, PolicySchema.unknownKeyMessage(entry.key, in: nil))
-            case .table(let table):
-                guard PolicySchema.tableNames.contains(entry.key) else {
-                    error(table.line, PolicySchema.unknownTableMessage(entry.key))
-                    continue
-                }
-                let known = PolicySchema.keys(of: entry.key)
-                for child in table.entries {
-                    switch child.item {
-                    case .value:
-                        if !known.contains(child.key) {
-                            error(child.line, PolicySchema.unknownKeyMessage(child.key, in: entry.key))
-                        }
-                    case .table(let nested):
-                        error(nested.line, "unknown table [\(entry.key).\(child.key)] ([\(entry.key)] has no sub-tables)")
-                    }
-                }
-            }
-        }
+        fields.checkStructure(PolicySchema.schema)
     }
 
     // MARK: - [match]
@@ -281,21 +261,11 @@ struct PolicyFileDecoder {
     // MARK: - [limits] and [firewall]
 
     private mutating func decodeLimits() -> Limits? {
-        var maxConnections: Int? = Limits.defaultMaxConnections
-        if let value = value("limits", "max_connections") {
-            let range = Limits.maxConnectionsRange
-            if let number = value.integerValue {
-                if range.contains(Int(clamping: number)) {
-                    maxConnections = Int(number)
-                } else {
-                    error(value.line, "max_connections must be between \(range.lowerBound) and \(range.upperBound), got \(number)")
-                    maxConnections = nil
-                }
-            } else {
-                error(value.line, "max_connections must be an integer, got \(value.typeDescription)")
-                maxConnections = nil
-            }
-        }
+        let range = Limits.maxConnectionsRange
+        let maxConnections = fields.integer(
+            "limits", "max_connections", default: Int64(Limits.defaultMaxConnections),
+            range: Int64(range.lowerBound)...Int64(range.upperBound)
+        ).map { Int($0) }
         let idle = duration(
             in: "limits", "idle_timeout", default: Limits.defaultIdleTimeout, range: Limits.idleTimeoutRange)
         guard let maxConnections, let idle else { return nil }
@@ -315,73 +285,38 @@ struct PolicyFileDecoder {
 
     /// The value of `key` in `[table]`, if the file sets it.
     private func value(_ table: String, _ key: String) -> TOMLValue? {
-        root.table(table)?.value(key)
+        fields.value(table, key)
     }
 
     /// The line to blame for a missing key: the table's header, or line 1 if the table is missing.
     private func headerLine(_ table: String) -> Int {
-        root.table(table)?.line ?? 1
+        fields.headerLine(table)
     }
 
     private mutating func port(in table: String, missing: String) -> UInt16? {
-        guard let value = value(table, "port") else {
+        guard value(table, "port") != nil else {
             error(headerLine(table), missing)
             return nil
         }
-        guard let number = value.integerValue else {
-            error(value.line, "port must be an integer, got \(value.typeDescription)")
-            return nil
-        }
-        guard (1...65535).contains(number) else {
-            error(value.line, "port must be between 1 and 65535, got \(number)")
-            return nil
-        }
-        return UInt16(number)
+        return fields.integer(table, "port", default: nil, range: 1...65535).map { UInt16($0) }
     }
 
     private mutating func duration(
         in table: String, _ key: String, default defaultValue: TimeSpan, range: ClosedRange<TimeSpan>
     ) -> TimeSpan? {
-        guard let value = value(table, key) else { return defaultValue }
-        guard let text = value.stringValue else {
-            error(value.line, "\(key) must be a duration string such as \"5s\", got \(value.typeDescription)")
-            return nil
-        }
-        guard let span = TimeSpan(text) else {
-            error(value.line, "\(key) \(quoted(text)) is not a duration: use a number and a unit, e.g. \"250ms\", \"5s\", \"1h30m\"")
-            return nil
-        }
-        guard range.contains(span) else {
-            error(value.line, "\(key) \(quoted(text)) is out of range: must be between \(range.lowerBound) and \(range.upperBound)")
-            return nil
-        }
-        return span
+        fields.duration(table, key, default: defaultValue, range: range)
     }
 
     /// The elements of an array of strings with their lines; nil (after reporting) otherwise.
-    private mutating func strings(_ value: TOMLValue, key: String, example: String) -> [(String, Int)]? {
-        guard let elements = value.arrayValue else {
-            error(value.line, "\(key) must be an array of strings such as \(example), got \(value.typeDescription)")
-            return nil
-        }
-        var result: [(String, Int)] = []
-        var ok = true
-        for element in elements {
-            if let text = element.stringValue {
-                result.append((text, element.line))
-            } else {
-                error(element.line, "\(key) must contain only strings, got \(element.typeDescription)")
-                ok = false
-            }
-        }
-        return ok ? result : nil
+    private mutating func strings(_ value: TOMLValue, key: String, example: String) -> [(text: String, line: Int)]? {
+        fields.strings(value, key: key, example: example)
     }
 
     private mutating func error(_ line: Int?, _ message: String) {
-        diagnostics.append(.error(file, line, message))
+        fields.error(line, message)
     }
 
     private mutating func warning(_ line: Int?, _ message: String) {
-        diagnostics.append(.warning(file, line, message))
+        fields.warning(line, message)
     }
 }

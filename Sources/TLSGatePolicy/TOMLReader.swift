@@ -2,12 +2,12 @@
 ///
 /// Supported: `#` comments, `[table]` and `[a.b]` headers, bare and quoted keys,
 /// `key = value` where the value is a basic string `"..."` (escapes `\" \\ \b \t \n \f \r
-/// \uXXXX \UXXXXXXXX`), a literal string `'...'`, a decimal integer (with optional `_`
-/// between digits), a boolean, or an array of those (which may span lines, with comments
-/// and a trailing comma).
+/// \uXXXX \UXXXXXXXX`), a literal string `'...'`, an integer (decimal, or `0x1F`, `0o17`,
+/// `0b101`; optional `_` between digits), a boolean, or an array of those (which may span
+/// lines, with comments and a trailing comma).
 ///
 /// Anything else is rejected with a message rather than mis-read: floats, dates and times,
-/// inline tables, arrays of tables, multi-line strings, dotted keys, hex/octal/binary integers.
+/// inline tables, arrays of tables, multi-line strings, dotted keys.
 ///
 /// The reader does not stop at the first error: after an error it skips to the next line
 /// and goes on, so one run reports every broken line. An error inside a multi-line array
@@ -395,8 +395,12 @@ public struct TOMLReader {
                 throw Failure(line: valueLine, message: "dates and times are not supported here")
             }
             let body = scalars.first == "+" || scalars.first == "-" ? Array(scalars.dropFirst()) : scalars
-            if body.count > 1, body[0] == "0", ["x", "o", "b"].contains(body[1]) {
-                throw Failure(line: valueLine, message: "only decimal integers are supported here: \(quoted(word))")
+            if body.count > 1, body[0] == "0", let radix = Self.radixes[body[1]] {
+                if body.count != scalars.count {
+                    throw Failure(line: valueLine, message: "bad value \(quoted(word)): \(radix.name) integers cannot have a sign")
+                }
+                let value = try Self.integer(word, digits: body.dropFirst(2), radix: radix, line: valueLine)
+                return TOMLValue(.integer(value), line: valueLine)
             }
             if body.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }),
                 body.allSatisfy({ ("0"..."9").contains($0) || ".eE_+-".unicodeScalars.contains($0) })
@@ -406,6 +410,38 @@ public struct TOMLReader {
             return TOMLValue(.integer(try Self.integer(word, body: body, line: valueLine)), line: valueLine)
         }
         throw Failure(line: valueLine, message: "bad value \(quoted(word)): strings must be in quotes")
+    }
+
+    /// The prefixes after `0` of non-decimal integers: `0x1F`, `0o17`, `0b101`.
+    private static let radixes: [Unicode.Scalar: (name: String, article: String, base: Int64)] = [
+        "x": ("hexadecimal", "a", 16), "o": ("octal", "an", 8), "b": ("binary", "a", 2),
+    ]
+
+    /// A hexadecimal, octal or binary integer's digits (after the prefix; `_` allowed
+    /// between digits, leading zeros allowed, upper and lower case hex digits).
+    private static func integer(
+        _ word: String, digits: ArraySlice<Unicode.Scalar>, radix: (name: String, article: String, base: Int64), line: Int
+    ) throws(Failure) -> Int64 {
+        let bad = Failure(line: line, message: "bad value \(quoted(word)): not \(radix.article) \(radix.name) integer")
+        guard let first = digits.first, let last = digits.last, first != "_", last != "_" else { throw bad }
+        var value: Int64 = 0
+        var previousWasUnderscore = false
+        for char in digits {
+            if char == "_" {
+                if previousWasUnderscore { throw bad }
+                previousWasUnderscore = true
+                continue
+            }
+            previousWasUnderscore = false
+            guard let digit = hexDigit(char), Int64(digit) < radix.base else { throw bad }
+            let (shifted, overflow1) = value.multipliedReportingOverflow(by: radix.base)
+            let (next, overflow2) = shifted.addingReportingOverflow(Int64(digit))
+            if overflow1 || overflow2 {
+                throw Failure(line: line, message: "integer \(word) is too large")
+            }
+            value = next
+        }
+        return value
     }
 
     private static func looksLikeDateOrTime(_ s: [Unicode.Scalar]) -> Bool {

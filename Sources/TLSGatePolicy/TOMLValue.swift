@@ -1,7 +1,7 @@
 /// One value read from a TOML file, with the 1-based line it starts on.
 ///
 /// Only the subset of TOML that policy and config files use is represented:
-/// strings, decimal integers, booleans and arrays of those.
+/// strings, integers (written in decimal, hex, octal or binary), booleans and arrays of those.
 public struct TOMLValue: Sendable, Equatable {
     /// What the value is.
     public enum Kind: Sendable, Equatable {

@@ -111,3 +111,21 @@ extension TextFile {
         return names
     }
 }
+
+extension TextFile {
+    /// Why a path is not a usable directory.
+    enum DirectoryProblem: Equatable {
+        case missing
+        case notADirectory
+        case unreachable(String)
+    }
+
+    /// Nil if `path` is a directory (following symlinks); otherwise why it is not.
+    static func directoryProblem(_ path: String) -> DirectoryProblem? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            return errno == ENOENT ? .missing : .unreachable(String(cString: strerror(errno)))
+        }
+        return (info.st_mode & S_IFMT) == S_IFDIR ? nil : .notADirectory
+    }
+}

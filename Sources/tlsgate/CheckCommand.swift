@@ -2,26 +2,29 @@ import ArgumentParser
 import Foundation
 import TLSGatePolicy
 
-/// `tlsgate check [--config FILE] [DIR]`: validates every policy file and prints either
-/// all problems (stderr, exit 2) or a one-line summary per policy (stdout, exit 0).
+/// `tlsgate check [--config FILE] [DIR]`: validates the global config and every policy
+/// file and prints either all problems (stderr, exit 2) or a one-line summary of the
+/// config and of each policy (stdout, exit 0).
 ///
 /// The validation is the same code the supervisor runs at start and on reload; the
-/// formatting lives in `PolicyLoadResult` so it is unit tested there.
+/// formatting lives in `PolicyLoadResult` and `GatewayConfig.summaryLine` so it is unit
+/// tested there.
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Check policy files and print what each one does.",
+        abstract: "Check the config and policy files and print what each one does.",
         discussion: """
-            Reads every *.toml file in DIR (or in the folder named by `policies = "DIR"` in \
-            the --config file), reports every error as FILE:LINE: message, and exits 2 if \
-            there is any. Warnings are printed but do not fail the check.
+            With --config FILE, checks the global config and every *.toml file in the \
+            folder its `policies` key names; with DIR, checks only the policy files in DIR. \
+            Reports every error as FILE:LINE: message and exits 2 if there is any. Warnings \
+            are printed but do not fail the check.
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("The global config file; its `policies` key names the folder.", valueName: "file"))
+    @Option(name: .long, help: ArgumentHelp("The global config file, checked with the policies it names.", valueName: "file"))
     var config: String?
 
-    @Argument(help: ArgumentHelp("The policies folder (takes precedence over --config).", valueName: "dir"))
+    @Argument(help: ArgumentHelp("A policies folder to check alone (takes precedence over --config).", valueName: "dir"))
     var directory: String?
 
     func validate() throws {
@@ -32,15 +35,13 @@ struct CheckCommand: ParsableCommand {
 
     func run() throws {
         let result: PolicyLoadResult
+        var header: [String] = []
         if let directory {
             result = PolicyLoader.loadDirectory(directory)
         } else if let config {
-            let found = PolicyLoader.policiesDirectory(configFile: config)
-            if let policies = found.directory {
-                result = PolicyLoader.loadDirectory(policies)
-            } else {
-                result = PolicyLoadResult(policies: [], diagnostics: found.diagnostics)
-            }
+            let loaded = GatewayConfigLoader.loadAll(config)
+            result = PolicyLoadResult(policies: loaded.policies, diagnostics: loaded.diagnostics)
+            header = loaded.config.map { [$0.summaryLine] } ?? []
         } else {
             throw ValidationError("Give the policies folder (tlsgate check Policies/) or --config FILE.")
         }
@@ -52,7 +53,7 @@ struct CheckCommand: ParsableCommand {
             printError(result.errorSummaryLine)
             throw ExitCode(2)
         }
-        for line in result.summaryLines {
+        for line in header + result.summaryLines {
             print(line)
         }
     }

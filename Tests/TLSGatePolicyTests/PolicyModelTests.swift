@@ -52,27 +52,4 @@ import Testing
         #expect(result.errorSummaryLine == "3 error(s) in 2 file(s)")
         #expect(!PolicyLoadResult(policies: [], diagnostics: [.warning("b.toml", 1, "z")]).hasErrors)
     }
-
-    @Test func configPoliciesDirectory() throws {
-        let directory = try Fixtures.folder([
-            "tlsgate.toml": "policies = \"policies\"\nuser = \"tlsgate\"\n[intercept]\nmode = \"redirect\"\n",
-            "absolute.toml": "policies = \"/etc/tlsgate/policies\"\n",
-            "missing.toml": "[log]\nformat = \"text\"\n",
-            "wrong.toml": "policies = 3\n",
-        ])
-        defer { Fixtures.remove(directory) }
-        let found = PolicyLoader.policiesDirectory(configFile: directory + "/tlsgate.toml")
-        #expect(found.directory == directory + "/policies")
-        #expect(found.diagnostics == [])
-        #expect(PolicyLoader.policiesDirectory(configFile: directory + "/absolute.toml").directory == "/etc/tlsgate/policies")
-        #expect(PolicyLoader.policiesDirectory(configFile: "tlsgate.toml").diagnostics.map(\.description) == [
-            "tlsgate.toml: cannot read: No such file or directory"
-        ])
-        #expect(PolicyLoader.policiesDirectory(configFile: directory + "/missing.toml").diagnostics.map(\.description) == [
-            "\(directory)/missing.toml: missing policies = \"DIR\": the folder of policy files"
-        ])
-        #expect(PolicyLoader.policiesDirectory(configFile: directory + "/wrong.toml").diagnostics.map(\.description) == [
-            "\(directory)/wrong.toml:1: policies must be a folder path, got an integer"
-        ])
-    }
 }

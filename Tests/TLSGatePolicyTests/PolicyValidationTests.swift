@@ -36,11 +36,11 @@ import Testing
     }
 
     @Test func editDistance() {
-        #expect(PolicySchema.editDistance("servr_name", "server_name") == 1)
-        #expect(PolicySchema.editDistance("kitten", "sitting") == 3)
-        #expect(PolicySchema.editDistance("", "abc") == 3)
-        #expect(PolicySchema.closest(to: "prot", among: ["port", "hosts"]) == "port")
-        #expect(PolicySchema.closest(to: "xyz", among: ["port", "hosts"]) == nil)
+        #expect(Spelling.editDistance("servr_name", "server_name") == 1)
+        #expect(Spelling.editDistance("kitten", "sitting") == 3)
+        #expect(Spelling.editDistance("", "abc") == 3)
+        #expect(Spelling.closest(to: "prot", among: ["port", "hosts"]) == "port")
+        #expect(Spelling.closest(to: "xyz", among: ["port", "hosts"]) == nil)
     }
 
     @Test func keyInTheWrongTable() throws {

@@ -95,8 +95,26 @@ import Testing
         #expect(errors("[[a]]") == ["1: arrays of tables ([[...]]) are not supported here"])
         #expect(errors("a = \"\"\"x\"\"\"") == ["1: multi-line strings are not supported here"])
         #expect(errors("a.b = 1") == ["1: dotted keys are not supported here; use a [table] header"])
-        #expect(errors("a = 0x1F") == ["1: only decimal integers are supported here: \"0x1F\""])
         #expect(errors("a = api.example.com") == ["1: bad value \"api.example.com\": strings must be in quotes"])
+    }
+
+    @Test func hexOctalAndBinaryIntegers() {
+        #expect(read("a = 0x1F").table.value("a")?.integerValue == 31)
+        #expect(read("a = 0xdead_BEEF").table.value("a")?.integerValue == 0xdead_beef)
+        #expect(read("a = 0x00ff").table.value("a")?.integerValue == 255)
+        #expect(read("a = 0x7fffffffffffffff").table.value("a")?.integerValue == Int64.max)
+        #expect(read("a = 0o755").table.value("a")?.integerValue == 0o755)
+        #expect(read("a = 0b1010_0101").table.value("a")?.integerValue == 0xa5)
+        #expect(read("a = [0x1, 0o1, 0b1]").table.value("a")?.arrayValue?.compactMap(\.integerValue) == [1, 1, 1])
+        #expect(errors("a = 0x") == ["1: bad value \"0x\": not a hexadecimal integer"])
+        #expect(errors("a = 0xG") == ["1: bad value \"0xG\": not a hexadecimal integer"])
+        #expect(errors("a = 0x_1") == ["1: bad value \"0x_1\": not a hexadecimal integer"])
+        #expect(errors("a = 0x1__0") == ["1: bad value \"0x1__0\": not a hexadecimal integer"])
+        #expect(errors("a = 0o8") == ["1: bad value \"0o8\": not an octal integer"])
+        #expect(errors("a = 0b102") == ["1: bad value \"0b102\": not a binary integer"])
+        #expect(errors("a = -0x1") == ["1: bad value \"-0x1\": hexadecimal integers cannot have a sign"])
+        #expect(errors("a = +0b1") == ["1: bad value \"+0b1\": binary integers cannot have a sign"])
+        #expect(errors("a = 0x8000000000000000") == ["1: integer 0x8000000000000000 is too large"])
     }
 
     @Test func badIntegersAndStrings() {

@@ -1,0 +1,28 @@
+extension GatewayConfig {
+    /// One line describing the config, as `tlsgate check --config` prints it before the
+    /// policy lines:
+    /// `config tlsgate.toml: mode redirect, from 198.18.0.0/24,2001:2::/64, listen ::, user tlsgate`.
+    ///
+    /// Local mode leaves out `from` and `interfaces` (ignored); tproxy mode adds the mark
+    /// and the routing table; without `user` it says `user unchanged`.
+    public var summaryLine: String {
+        var parts = ["mode \(intercept.mode.rawValue)"]
+        switch intercept.mode {
+        case .local:
+            parts[0] += " (this host's own connections)"
+        case .redirect, .tproxy:
+            if !intercept.from.isEmpty {
+                parts.append("from " + intercept.from.map(\.description).joined(separator: ","))
+            }
+            if !intercept.interfaces.isEmpty {
+                parts.append("interfaces " + intercept.interfaces.joined(separator: ","))
+            }
+        }
+        if intercept.mode == .tproxy {
+            parts.append("mark 0x\(String(intercept.tproxyMark, radix: 16)) table \(intercept.tproxyTable)")
+        }
+        parts.append("listen \(intercept.listen)")
+        parts.append("user \(user ?? "unchanged")")
+        return "config \(sourcePath): " + parts.joined(separator: ", ")
+    }
+}

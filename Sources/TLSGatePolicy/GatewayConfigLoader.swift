@@ -1,0 +1,83 @@
+/// Reads and validates the global config file (see `GatewayConfig` for its keys) and,
+/// for `tlsgate run` and `tlsgate check --config`, the policies folder it names.
+///
+/// Like `PolicyLoader`, every problem is collected (`file:line: message`, the file as
+/// given), so one run reports all of them.
+public enum GatewayConfigLoader {
+    /// Largest config file read.
+    public static let maximumFileSize = 1 << 20
+
+    /// Reads and validates the global config file alone.
+    ///
+    /// `config` is nil when there is any error; warnings may come with a config. The
+    /// policies folder must exist, but its files are not read (see `loadAll`).
+    public static func load(_ path: String) -> (config: GatewayConfig?, diagnostics: [Diagnostic]) {
+        let loaded = loadDetailed(path)
+        return (loaded.config, loaded.diagnostics)
+    }
+
+    /// The config plus every policy in its policies folder: what `tlsgate run` needs.
+    /// config is nil when the config itself has errors; policies are those without errors.
+    ///
+    /// The diagnostics are the config file's (including the warnings about policies
+    /// whose networks are in a family `[intercept] from` does not cover), then those of
+    /// `PolicyLoader.loadDirectory(config.policies)`. Policies are only read when the
+    /// config has no error.
+    public static func loadAll(_ path: String) -> (config: GatewayConfig?, policies: [Policy], diagnostics: [Diagnostic]) {
+        let loaded = loadDetailed(path)
+        guard let config = loaded.config else { return (nil, [], loaded.diagnostics) }
+        let result = PolicyLoader.loadDirectory(config.policies)
+        let coverage = familyWarnings(config, policies: result.policies, fromLine: loaded.lines.from)
+        return (config, result.policies, loaded.diagnostics + coverage + result.diagnostics)
+    }
+
+    /// Warnings for policies with networks of an IP family that no `[intercept] from`
+    /// network covers, when `from` alone (no `interfaces`) names the clients and lists only
+    /// one family: such traffic is never redirected to the gateway.
+    static func familyWarnings(_ config: GatewayConfig, policies: [Policy], fromLine: Int?) -> [Diagnostic] {
+        let intercept = config.intercept
+        guard intercept.mode != .local, intercept.interfaces.isEmpty, !intercept.from.isEmpty else { return [] }
+        let fromHasIPv4 = intercept.from.contains(where: \.isIPv4)
+        let fromHasIPv6 = intercept.from.contains { !$0.isIPv4 }
+        var warnings: [Diagnostic] = []
+        for policy in policies {
+            for (family, covered, isFamily) in [
+                ("IPv4", fromHasIPv4, { (network: IPNetwork) in network.isIPv4 }),
+                ("IPv6", fromHasIPv6, { (network: IPNetwork) in !network.isIPv4 }),
+            ] where !covered && policy.match.networks.contains(where: isFamily) {
+                warnings.append(
+                    .warning(
+                        config.sourcePath, fromLine,
+                        "policy \(policy.name) has \(family) networks but [intercept] from lists no \(family) client network: its \(family) traffic will not be intercepted"
+                    ))
+            }
+        }
+        return warnings
+    }
+
+    // MARK: - Internals
+
+    struct LoadedConfig {
+        let config: GatewayConfig?
+        let diagnostics: [Diagnostic]
+        let lines: GatewayConfigDecoder.Lines
+    }
+
+    static func loadDetailed(_ path: String) -> LoadedConfig {
+        let text: String
+        do {
+            text = try TextFile.readText(path, limit: maximumFileSize)
+        } catch {
+            return LoadedConfig(config: nil, diagnostics: [.error(path, nil, "cannot read: \(error.reason)")], lines: .init())
+        }
+        let document = TOMLReader.read(text)
+        guard document.errors.isEmpty else {
+            let diagnostics = document.errors.map { Diagnostic.error(path, $0.line, $0.message) }
+            return LoadedConfig(config: nil, diagnostics: diagnostics, lines: .init())
+        }
+        var decoder = GatewayConfigDecoder(file: path, root: document.table)
+        let config = decoder.decode()
+        return LoadedConfig(
+            config: config, diagnostics: PolicyLoader.sortedByLine(decoder.diagnostics), lines: decoder.lines)
+    }
+}
