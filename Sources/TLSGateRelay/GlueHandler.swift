@@ -14,9 +14,14 @@ final class GlueHandler: ChannelDuplexHandler {
 
     let side: RelayStateMachine.Side
     private let events: RelayEvents
-    var partner: GlueHandler?
+    private(set) var partner: GlueHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    /// What arrived before the partner existed. Even with autoRead off, NIO drains the
+    /// socket when it sees the peer's FIN, so a short request and its half-close can
+    /// come before the upstream is verified; they are held here and replayed.
+    private var early: [NIOAny] = []
+    private var earlyInputClosed = false
 
     init(side: RelayStateMachine.Side, events: RelayEvents) {
         self.side = side
@@ -30,6 +35,36 @@ final class GlueHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         self.partner = nil
+        self.early.removeAll()
+    }
+
+    /// Pairs two glue handlers; each then replays what it held back.
+    static func join(_ a: GlueHandler, _ b: GlueHandler) {
+        a.partner = b
+        b.partner = a
+        a.replayEarly()
+        b.replayEarly()
+    }
+
+    /// Forgets the partner (at the end of the connection, to break the cycle).
+    func unlink() {
+        partner = nil
+        early.removeAll()
+    }
+
+    private func replayEarly() {
+        guard let partner else { return }
+        let held = early
+        early.removeAll()
+        for data in held {
+            events.transferred(from: side, bytes: unwrapInboundIn(data).readableBytes)
+            partner.partnerWrite(data)
+        }
+        if !held.isEmpty { partner.partnerFlush() }
+        if earlyInputClosed {
+            earlyInputClosed = false
+            events.inputClosed(side)
+        }
     }
 
     // MARK: called by the partner
@@ -77,8 +112,12 @@ final class GlueHandler: ChannelDuplexHandler {
     // MARK: inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let partner else {
+            early.append(data)
+            return
+        }
         events.transferred(from: side, bytes: unwrapInboundIn(data).readableBytes)
-        partner?.partnerWrite(data)
+        partner.partnerWrite(data)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -94,7 +133,11 @@ final class GlueHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
-            partner?.partnerFlush()
+            guard let partner else {
+                earlyInputClosed = true
+                return
+            }
+            partner.partnerFlush()
             events.inputClosed(side)
         } else if let event = event as? TLSClientEvent, case .handshakeCompleted(let info) = event {
             events.handshakeCompleted(info)

@@ -54,6 +54,15 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             return
         }
         holdsSlot = true
+        // The client's glue is there from the start, to hold anything that arrives early.
+        let glue = GlueHandler(side: .client, events: self)
+        clientGlue = glue
+        do {
+            try client.pipeline.syncOperations.addHandler(glue)
+        } catch {
+            refuse(.clientError, "cannot set up the connection: \(error)")
+            return
+        }
         if shared.transparent {
             // TPROXY: no NAT happened; the socket's own local address is the destination.
             original = client.localAddress
@@ -170,20 +179,13 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     // MARK: RelayEvents
 
     func handshakeCompleted(_ info: TLSHandshakeInfo) {
-        guard machine.handshakeCompleted() == .startRelaying, let upstreamGlue else { return }
+        guard machine.handshakeCompleted() == .startRelaying, let upstreamGlue, let clientGlue else { return }
         tlsInfo = info
         timer?.cancel()
-        let glue = GlueHandler(side: .client, events: self)
-        clientGlue = glue
-        glue.partner = upstreamGlue
-        upstreamGlue.partner = glue
-        do {
-            try client.pipeline.syncOperations.addHandler(glue)
-        } catch {
-            abort(.clientError, "cannot start relaying: \(error)")
-            return
-        }
         lastActivity = .now()
+        // Replays what the client sent before the server was verified, half-close included.
+        GlueHandler.join(clientGlue, upstreamGlue)
+        guard machine.isRelaying else { return }
         scheduleIdleCheck(after: idleTimeout)
         // Only now, with the server verified, does the gateway read what the client sends.
         client.setOption(ChannelOptions.autoRead, value: true).whenFailure { error in
@@ -247,6 +249,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         // One side vanished (reset, or full close after both halves): end the other.
         if machine.isRelaying {
             abort(.completed, side == .client ? "client closed the connection" : "server closed the connection")
+        } else if side == .client {
+            abort(.completed, "client closed before the upstream was ready")
         }
     }
 
@@ -294,8 +298,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             shared.limiter.release()
         }
         // Whatever still holds the channels must let go of the handlers.
-        clientGlue?.partner = nil
-        upstreamGlue?.partner = nil
+        clientGlue?.unlink()
+        upstreamGlue?.unlink()
         _ = machine.abort(.completed, nil)
         log()
     }

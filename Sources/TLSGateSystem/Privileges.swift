@@ -57,7 +57,13 @@ extension Privileges {
         if tg_linux_switch_user_keep_caps(account.uid, account.gid) != 0 {
             throw Failure(description: "cannot switch to \(account.name) (uid \(account.uid)): \(String(cString: strerror(errno)))")
         }
-        try keepOnlyNetAdmin()
+        // The uid change cleared the effective set; CAP_NET_ADMIN is still permitted.
+        if tg_linux_caps_limit_to_net_admin(1, 1) != 0 {
+            throw Failure(description: "cannot keep CAP_NET_ADMIN as \(account.name): \(String(cString: strerror(errno)))")
+        }
+        guard hasNetAdmin else {
+            throw Failure(description: "CAP_NET_ADMIN was lost switching to \(account.name)")
+        }
     }
 
     /// Started without root (systemd with AmbientCapabilities=CAP_NET_ADMIN): check that

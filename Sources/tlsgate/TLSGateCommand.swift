@@ -6,7 +6,7 @@ struct TLSGateCommand: ParsableCommand {
         commandName: "tlsgate",
         abstract: "Transparent egress TLS-upgrade gateway.",
         version: TLSGateVersion.string,
-        subcommands: [CheckCommand.self, WorkerCommand.self]
+        subcommands: [RunCommand.self, CheckCommand.self, RulesCommand.self, WorkerCommand.self]
     )
 }
 

@@ -41,8 +41,7 @@ struct GluedPair {
     init() throws {
         let a = GlueHandler(side: .client, events: events)
         let b = GlueHandler(side: .upstream, events: events)
-        a.partner = b
-        b.partner = a
+        GlueHandler.join(a, b)
         try client.pipeline.syncOperations.addHandler(clientReads)
         try client.pipeline.syncOperations.addHandler(a)
         try upstream.pipeline.syncOperations.addHandler(upstreamReads)
@@ -77,5 +76,23 @@ struct GluedPair {
         let pair = try GluedPair()
         pair.client.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         #expect(pair.events.inputClosed == [.client])
+    }
+
+    @Test func earlyDataAndHalfCloseAreHeldUntilJoined() throws {
+        let events = EventLog()
+        let client = EmbeddedChannel()
+        let upstream = EmbeddedChannel()
+        let a = GlueHandler(side: .client, events: events)
+        let b = GlueHandler(side: .upstream, events: events)
+        try client.pipeline.syncOperations.addHandler(a)
+        try upstream.pipeline.syncOperations.addHandler(b)
+        try client.writeInbound(ByteBuffer(string: "EHLO"))
+        client.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(events.inputClosed.isEmpty)
+        #expect(try upstream.readOutbound(as: ByteBuffer.self) == nil)
+        GlueHandler.join(a, b)
+        #expect(try upstream.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "EHLO"))
+        #expect(events.inputClosed == [.client])
+        #expect(events.up == 4)
     }
 }

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import TLSGateFirewall
+import TLSGatePolicy
+import TLSGateSupervisor
+import TLSGateSystem
+
+/// `tlsgate rules`: prints the nftables ruleset `tlsgate run` would apply, applying nothing.
+struct RulesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rules",
+        abstract: "Print the nftables ruleset for a config, without applying it.",
+        discussion: """
+            Listen ports are picked by the kernel each time the gateway starts; this command \
+            binds the sockets the same way to show real ports, then closes them. The running \
+            gateway's table is `nft list table inet tlsgate`.
+            """
+    )
+
+    @Option(help: ArgumentHelp("The gateway's config file.", valueName: "file"))
+    var config: String = "/etc/tlsgate/tlsgate.toml"
+
+    func run() throws {
+        let (loaded, policies, diagnostics) = GatewayConfigLoader.loadAll(config)
+        for diagnostic in diagnostics {
+            FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
+        }
+        guard let gatewayConfig = loaded, !diagnostics.contains(where: \.isError) else { throw ExitCode(2) }
+        var bound: [(Policy, UInt16)] = []
+        var sockets: [ListenSocket] = []
+        for policy in policies {
+            do {
+                // TPROXY sockets need CAP_NET_ADMIN; the port is all this needs.
+                let socket = try ListenSocket(address: gatewayConfig.intercept.listen.description, port: 0)
+                sockets.append(socket)
+                bound.append((policy, socket.port))
+            } catch {
+                FileHandle.standardError.write(Data("tlsgate rules: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+        let uid = gatewayConfig.user.flatMap { try? Privileges.lookup(user: $0).uid } ?? getuid()
+        let plan = Supervisor.plan(config: gatewayConfig, policies: bound, gatewayUID: uid)
+        print(Ruleset.body(for: plan), terminator: "")
+        if gatewayConfig.intercept.mode == .tproxy {
+            print("# policy routing for TPROXY:")
+            for arguments in Ruleset.tproxyRouting(mark: gatewayConfig.intercept.tproxyMark, table: gatewayConfig.intercept.tproxyTable) {
+                print("# ip \(arguments.joined(separator: " "))")
+            }
+        }
+        _ = sockets
+    }
+}

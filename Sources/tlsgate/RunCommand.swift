@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TLSGatePolicy
+import TLSGateSupervisor
+import TLSGateSystem
+
+/// `tlsgate run`: the supervisor, in the foreground.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the gateway: interception rules, one worker per policy, signals.",
+        discussion: """
+            Reads the config and every policy, refuses to start on any error (the messages of \
+            `tlsgate check`), binds one listening socket per policy on a port the kernel picks, \
+            installs the nftables table `inet tlsgate`, and starts one worker per policy. \
+            SIGHUP reloads (an invalid new config keeps the old one), SIGTERM or SIGINT drains \
+            and removes the table. Started as root it becomes the config's `user` keeping only \
+            CAP_NET_ADMIN; started by systemd as that user with AmbientCapabilities=CAP_NET_ADMIN \
+            it never has root.
+            """
+    )
+
+    @Option(help: ArgumentHelp("The gateway's config file.", valueName: "file"))
+    var config: String = "/etc/tlsgate/tlsgate.toml"
+
+    @Flag(help: "Allow running as root with every capability (debugging only; never in production).")
+    var allowRoot = false
+
+    @Option(help: "Log line format: text or json (default: the config's [log] format).")
+    var logFormat: String?
+
+    @Option(help: "Lowest level logged (default: the config's [log] level).")
+    var logLevel: String?
+
+    func validate() throws {
+        if let logFormat, GatewayConfig.LogFormat(rawValue: logFormat) == nil {
+            throw ValidationError("--log-format must be text or json, not \"\(logFormat)\"")
+        }
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    func run() throws {
+        let path = config
+        let (loaded, policies, diagnostics) = GatewayConfigLoader.loadAll(path)
+        for diagnostic in diagnostics {
+            FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
+        }
+        guard var gatewayConfig = loaded, !diagnostics.contains(where: \.isError) else {
+            FileHandle.standardError.write(Data("tlsgate run: not starting: fix the errors above (tlsgate check --config \(path))\n".utf8))
+            throw ExitCode(2)
+        }
+        if let logFormat { gatewayConfig.log.format = GatewayConfig.LogFormat(rawValue: logFormat)! }
+        if let logLevel { gatewayConfig.log.level = logLevel }
+        let format = KeyValueLogHandler.Format(rawValue: gatewayConfig.log.format.rawValue) ?? .text
+        let level = Logger.Level(rawValue: gatewayConfig.log.level) ?? .info
+        LoggingSystem.bootstrap { _ in KeyValueLogHandler(format: format, level: level) }
+        let logger = Logger(label: "tlsgate.supervisor")
+        for diagnostic in diagnostics where !diagnostic.isError {
+            logger.warning("\(diagnostic)")
+        }
+
+        // Privileges first: nothing below runs as root.
+        do {
+            try dropPrivileges(gatewayConfig, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("tlsgate run: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+
+        let overrides = (logFormat, logLevel)
+        let supervisor = Supervisor(
+            config: gatewayConfig, policies: policies,
+            options: .init(executable: ProcessSpawner.currentExecutable(), gatewayUID: getuid()),
+            logger: logger,
+            reloader: {
+                var (config, policies, diagnostics) = GatewayConfigLoader.loadAll(path)
+                if let format = overrides.0 { config?.log.format = GatewayConfig.LogFormat(rawValue: format)! }
+                if let level = overrides.1 { config?.log.level = level }
+                return (config, policies, diagnostics)
+            })
+        let status = supervisor.run()
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    private func dropPrivileges(_ config: GatewayConfig, logger: Logger) throws {
+        if Privileges.isRoot {
+            guard let user = config.user, user != "root" else {
+                if allowRoot {
+                    logger.warning("running as root with every capability (--allow-root): for debugging only")
+                    return
+                }
+                throw ValidationError("""
+                    refusing to run as root with every capability. Set user = "tlsgate" in \(config.sourcePath) \
+                    (the gateway then switches to it, keeping only CAP_NET_ADMIN), or run it from the systemd unit \
+                    (Scripts/tlsgate.service: User=tlsgate, AmbientCapabilities=CAP_NET_ADMIN). \
+                    --allow-root overrides this for debugging.
+                    """)
+            }
+            let account = try Privileges.lookup(user: user)
+            try Privileges.becomeGateway(account)
+            logger.info("running as \(account.name) with CAP_NET_ADMIN only", metadata: ["uid": "\(account.uid)"])
+        } else {
+            try Privileges.keepOnlyNetAdmin()
+            logger.info("running with CAP_NET_ADMIN only", metadata: ["uid": "\(getuid())"])
+        }
+    }
+}
