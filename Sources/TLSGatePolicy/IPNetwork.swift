@@ -92,6 +92,14 @@ public struct IPNetwork: Sendable, Hashable, Codable, CustomStringConvertible {
     /// `203.0.113.0/24`, `2001:db8::/32`.
     public var description: String { "\(address)/\(prefixLength)" }
 
+    /// The network written in the family it covers (a mapped network as plain IPv4), as
+    /// firewall rules need it.
+    public var familyDescription: String {
+        let (bytes, prefix) = normalized
+        guard let address = IPAddress(bytes: bytes) else { return description }
+        return "\(address)/\(prefix)"
+    }
+
     /// True for an IPv4 network or an IPv4-mapped IPv6 one (::ffff:0:0/96 or longer).
     public var isIPv4: Bool { normalized.bytes.count == 4 }
 

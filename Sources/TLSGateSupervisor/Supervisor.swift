@@ -324,14 +324,14 @@ public final class Supervisor: @unchecked Sendable {
     /// The interception plan for a config and policies with their listen ports.
     public static func plan(config: GatewayConfig, policies: [(Policy, UInt16)], gatewayUID: UInt32) -> InterceptionPlan {
         let clients = InterceptionPlan.Clients(
-            ipv4: config.intercept.from.filter(\.isIPv4).map(\.description),
-            ipv6: config.intercept.from.filter { !$0.isIPv4 }.map(\.description),
+            ipv4: config.intercept.from.filter(\.isIPv4).map(\.familyDescription),
+            ipv6: config.intercept.from.filter { !$0.isIPv4 }.map(\.familyDescription),
             interfaces: config.intercept.interfaces)
         let entries = policies.sorted { $0.0.name < $1.0.name }.map { policy, port in
             InterceptionPlan.Entry(
                 name: policy.name,
-                ipv4: policy.match.networks.filter(\.isIPv4).map(\.description),
-                ipv6: policy.match.networks.filter { !$0.isIPv4 }.map(\.description),
+                ipv4: policy.match.networks.filter(\.isIPv4).map(\.familyDescription),
+                ipv6: policy.match.networks.filter { !$0.isIPv4 }.map(\.familyDescription),
                 matchPort: policy.match.port, upstreamPort: policy.upstream.port, listenPort: port,
                 denyDirect: policy.firewall.denyDirect)
         }
