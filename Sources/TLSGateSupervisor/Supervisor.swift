@@ -73,6 +73,7 @@ public final class Supervisor: @unchecked Sendable {
             }
             if config.intercept.mode == .tproxy { try installTProxyRouting() }
             try applyRules()
+            scheduleHostRefresh()
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
             exitCode = 1
@@ -90,7 +91,7 @@ public final class Supervisor: @unchecked Sendable {
     private func addSlot(_ policy: Policy) throws {
         let socket = try ListenSocket(
             address: config.intercept.listen.description, port: 0, transparent: config.intercept.mode == .tproxy)
-        var slot = PolicySlot(policy: policy, socket: socket)
+        var slot = PolicySlot(source: policy, policy: resolved(policy), socket: socket)
         logger.info(
             "policy listening",
             metadata: [
@@ -235,9 +236,11 @@ public final class Supervisor: @unchecked Sendable {
         do {
             for policy in policies {
                 if var slot = slots[policy.name] {
-                    guard slot.policy != policy || oldConfig.workers != newConfig.workers || oldConfig.log != newConfig.log
+                    let effective = resolved(policy)
+                    guard slot.policy != effective || oldConfig.workers != newConfig.workers || oldConfig.log != newConfig.log
                     else { continue }
-                    slot.policy = policy
+                    slot.source = policy
+                    slot.policy = effective
                     slot.crashes = []
                     let old = slot.current
                     slot.current = try spawnWorker(for: slot)
@@ -363,6 +366,74 @@ public final class Supervisor: @unchecked Sendable {
         tproxyRoutingInstalled = false
     }
 
+    // MARK: host names
+
+    /// How often `[match] hosts` are resolved again.
+    static let hostRefreshInterval = DispatchTimeInterval.seconds(300)
+
+    /// `policy` with the current addresses of its `[match] hosts` added to its networks:
+    /// what the rules and the worker's destination check use.
+    private func resolved(_ policy: Policy) -> Policy {
+        guard !policy.match.hosts.isEmpty else { return policy }
+        var networks = policy.match.networks
+        for host in policy.match.hosts {
+            do {
+                for text in try HostResolver.addresses(of: host) {
+                    guard let address = IPAddress(text),
+                        let network = try? IPNetwork(address: address, prefixLength: address.isIPv4 ? 32 : 128)
+                    else { continue }
+                    if !networks.contains(where: { $0.contains(address) }) { networks.append(network) }
+                }
+            } catch {
+                logger.warning(
+                    "cannot resolve a policy host; its traffic is not intercepted until it resolves",
+                    metadata: ["policy": "\(policy.name)", "host": "\(host)", "error": "\(error)"])
+            }
+        }
+        if networks.isEmpty {
+            logger.error("policy has no destination address yet", metadata: ["policy": "\(policy.name)"])
+        }
+        return Policy(
+            name: policy.name, sourcePath: policy.sourcePath,
+            match: MatchRule(networks: networks, hosts: policy.match.hosts, port: policy.match.port),
+            upstream: policy.upstream, tls: policy.tls, limits: policy.limits, firewall: policy.firewall)
+    }
+
+    private func scheduleHostRefresh() {
+        queue.asyncAfter(deadline: .now() + Self.hostRefreshInterval) {
+            guard !self.stopping else { return }
+            self.refreshHosts()
+            self.scheduleHostRefresh()
+        }
+    }
+
+    /// Resolves every policy's hosts again; a policy whose addresses changed gets a new
+    /// worker (the old one drains) and the rules follow.
+    private func refreshHosts() {
+        var retired: [pid_t] = []
+        for name in slots.keys.sorted() {
+            guard var slot = slots[name], !slot.source.match.hosts.isEmpty else { continue }
+            let effective = resolved(slot.source)
+            guard effective != slot.policy else { continue }
+            slot.policy = effective
+            let old = slot.current
+            do {
+                slot.current = try spawnWorker(for: slot)
+            } catch {
+                logger.error("cannot start a worker with the new addresses", metadata: ["policy": "\(name)", "error": "\(error)"])
+                continue
+            }
+            slots[name] = slot
+            if let old { retired.append(old) }
+            logger.info("policy host addresses changed", metadata: ["policy": "\(name)"])
+        }
+        guard !retired.isEmpty else { return }
+        do { try applyRules() } catch {
+            logger.error("cannot apply the new rules; the previous table stays", metadata: ["error": "\(error)"])
+        }
+        for pid in retired { retire(pid) }
+    }
+
     // MARK: signals
 
     private func installSignalHandlers() {
@@ -386,12 +457,16 @@ public final class Supervisor: @unchecked Sendable {
 
 /// One policy's socket and current worker.
 struct PolicySlot {
+    /// The policy as validated from its file.
+    var source: Policy
+    /// `source` with its hosts resolved: what the worker and the rules get.
     var policy: Policy
     let socket: ListenSocket
     var current: pid_t?
     var crashes: [DispatchTime] = []
 
-    init(policy: Policy, socket: ListenSocket) {
+    init(source: Policy, policy: Policy, socket: ListenSocket) {
+        self.source = source
         self.policy = policy
         self.socket = socket
     }

@@ -12,7 +12,9 @@ public struct SystemError: Error, Sendable, CustomStringConvertible {
         self.errno = errno
     }
 
-    public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
+    public var description: String {
+        errno == 0 ? operation : "\(operation): \(String(cString: strerror(errno)))"
+    }
 }
 
 /// Runs a call that returns -1 on failure, retrying EINTR; throws `SystemError` otherwise.
