@@ -102,8 +102,12 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
 
     // MARK: upstream
 
+    /// When the upstream connection must be up by, retries included.
+    private lazy var connectDeadline = NIODeadline.now() + .milliseconds(shared.policy.upstream.connectTimeout.milliseconds)
+
     private func connect() {
         guard let original else { return }
+        _ = connectDeadline
         let policy = shared.policy
         let target: SocketAddress
         do {
@@ -164,6 +168,17 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     }
 
     private func connectFailed(_ error: Error) {
+        // Out of descriptors for the upstream socket: wait for some to come back (other
+        // connections ending) within the connect timeout, rather than fail the client.
+        if AcceptPressureLogger.isResourceExhaustion(error), machine.state == .connecting,
+            NIODeadline.now() + AcceptPressureLogger.pause < connectDeadline
+        {
+            eventLoop.scheduleTask(in: AcceptPressureLogger.pause) {
+                guard self.machine.state == .connecting else { return }
+                self.connect()
+            }
+            return
+        }
         if let channelError = error as? ChannelError, case .connectTimeout = channelError {
             abort(.connectTimeout, "no answer from \(upstreamAddress?.description ?? "?") within \(shared.policy.upstream.connectTimeout)")
             return

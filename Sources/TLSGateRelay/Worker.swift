@@ -77,7 +77,14 @@ public final class Worker: Sendable {
     @discardableResult
     public func start() throws -> SocketAddress {
         let shared = self.shared
+        let logger = self.logger
         let bootstrap = ServerBootstrap(group: group)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Out of descriptors: pause accepting for a moment instead of spinning.
+                    try channel.pipeline.syncOperations.addHandler(AcceptPressureLogger(logger: logger))
+                }
+            }
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // Nothing is read from a client until its server has been verified.
