@@ -1,5 +1,9 @@
 #include "CTLSGateOpenSSL.h"
 
+#include <openssl/ocsp.h>
+#include <string.h>
+#include <time.h>
+
 _Static_assert(TG_SSL_TLS1_VERSION == TLS1_VERSION, "TLS1_VERSION");
 _Static_assert(TG_SSL_TLS1_1_VERSION == TLS1_1_VERSION, "TLS1_1_VERSION");
 _Static_assert(TG_SSL_TLS1_2_VERSION == TLS1_2_VERSION, "TLS1_2_VERSION");
@@ -65,4 +69,135 @@ unsigned long tg_ssl_err_get_error(char *buf, size_t len) {
         snprintf(buf, len, "%s: %s", lib ? lib : "OpenSSL", reason);
     }
     return code;
+}
+
+long tg_ssl_ctx_set1_groups_list(SSL_CTX *ctx, const char *list) { return SSL_CTX_set1_groups_list(ctx, list); }
+long tg_ssl_ctx_set1_sigalgs_list(SSL_CTX *ctx, const char *list) { return SSL_CTX_set1_sigalgs_list(ctx, list); }
+long tg_ssl_ctx_set_tlsext_status_cb(SSL_CTX *ctx, int (*cb)(SSL *, void *)) {
+    return SSL_CTX_set_tlsext_status_cb(ctx, cb);
+}
+long tg_ssl_set_tlsext_status_type_ocsp(SSL *ssl) { return SSL_set_tlsext_status_type(ssl, TLSEXT_STATUSTYPE_ocsp); }
+long tg_ssl_get_tlsext_status_ocsp_resp(SSL *ssl, const unsigned char **resp) {
+    return SSL_get_tlsext_status_ocsp_resp(ssl, resp);
+}
+SSL *tg_ssl_from_store_ctx(X509_STORE_CTX *ctx) {
+    return X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+}
+
+int tg_ssl_sk_x509_num(STACK_OF(X509) *sk) { return sk ? sk_X509_num(sk) : 0; }
+X509 *tg_ssl_sk_x509_value(STACK_OF(X509) *sk, int i) { return sk_X509_value(sk, i); }
+
+void tg_ssl_x509_sans(X509 *x, char *buf, size_t len) {
+    size_t used = 0;
+    if (len == 0) return;
+    buf[0] = '\0';
+    GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    if (names == NULL) return;
+    for (int i = 0; i < sk_GENERAL_NAME_num(names) && used + 1 < len; i++) {
+        GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
+        char item[128] = {0};
+        if (name->type == GEN_DNS) {
+            const unsigned char *data = ASN1_STRING_get0_data(name->d.dNSName);
+            snprintf(item, sizeof item, "DNS:%.*s", ASN1_STRING_length(name->d.dNSName), (const char *)data);
+        } else if (name->type == GEN_IPADD) {
+            const unsigned char *ip = ASN1_STRING_get0_data(name->d.iPAddress);
+            int n = ASN1_STRING_length(name->d.iPAddress);
+            if (n == 4) {
+                snprintf(item, sizeof item, "IP:%d.%d.%d.%d", ip[0], ip[1], ip[2], ip[3]);
+            } else if (n == 16) {
+                char text[64];
+                int off = snprintf(text, sizeof text, "IP:");
+                for (int k = 0; k < 16; k += 2) off += snprintf(text + off, sizeof text - off, k ? ":%x" : "%x", (ip[k] << 8) | ip[k + 1]);
+                snprintf(item, sizeof item, "%s", text);
+            }
+        } else {
+            continue;
+        }
+        used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? "," : "", item);
+    }
+    GENERAL_NAMES_free(names);
+}
+
+void tg_ssl_x509_name(X509_NAME *name, char *buf, size_t len) {
+    if (len == 0) return;
+    buf[0] = '\0';
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio == NULL || name == NULL) { BIO_free(bio); return; }
+    X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    int n = BIO_read(bio, buf, (int)len - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    BIO_free(bio);
+}
+
+void tg_ssl_x509_not_after(X509 *x, char *buf, size_t len) {
+    struct tm tm;
+    if (len == 0) return;
+    buf[0] = '\0';
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1) strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int tg_ssl_x509_fingerprint(X509 *x, unsigned char *out) {
+    unsigned int n = 0;
+    return X509_digest(x, EVP_sha256(), out, &n) == 1 && n == 32;
+}
+
+int tg_ssl_x509_spki_sha256(X509 *x, unsigned char *out) {
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    if (n <= 0) return 0;
+    unsigned int outlen = 0;
+    int ok = EVP_Digest(der, (size_t)n, out, &outlen, EVP_sha256(), NULL) == 1 && outlen == 32;
+    OPENSSL_free(der);
+    return ok;
+}
+
+int tg_ssl_check_ocsp(const unsigned char *der, long len, STACK_OF(X509) *chain, X509_STORE *store,
+                      char *reason, size_t reason_len) {
+    int result = 0;
+    OCSP_RESPONSE *response = NULL;
+    OCSP_BASICRESP *basic = NULL;
+    OCSP_CERTID *id = NULL;
+    const unsigned char *p = der;
+    if (chain == NULL || sk_X509_num(chain) < 1) { snprintf(reason, reason_len, "no verified chain for the OCSP check"); goto done; }
+    response = d2i_OCSP_RESPONSE(NULL, &p, len);
+    if (response == NULL) { snprintf(reason, reason_len, "stapled OCSP response is malformed"); goto done; }
+    int status = OCSP_response_status(response);
+    if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+        snprintf(reason, reason_len, "stapled OCSP response status: %s", OCSP_response_status_str(status));
+        goto done;
+    }
+    basic = OCSP_response_get1_basic(response);
+    if (basic == NULL) { snprintf(reason, reason_len, "stapled OCSP response has no basic response"); goto done; }
+    if (OCSP_basic_verify(basic, chain, store, 0) != 1) {
+        snprintf(reason, reason_len, "stapled OCSP response signature does not verify");
+        goto done;
+    }
+    X509 *leaf = sk_X509_value(chain, 0);
+    X509 *issuer = sk_X509_num(chain) > 1 ? sk_X509_value(chain, 1) : leaf;
+    id = OCSP_cert_to_id(NULL, leaf, issuer);
+    int cert_status = -1, crl_reason = -1;
+    ASN1_GENERALIZEDTIME *revoked_at = NULL, *this_update = NULL, *next_update = NULL;
+    if (id == NULL || OCSP_resp_find_status(basic, id, &cert_status, &crl_reason, &revoked_at, &this_update, &next_update) != 1) {
+        snprintf(reason, reason_len, "stapled OCSP response does not cover the server's certificate");
+        goto done;
+    }
+    if (OCSP_check_validity(this_update, next_update, 300, -1) != 1) {
+        snprintf(reason, reason_len, "stapled OCSP response is stale or not yet valid");
+        goto done;
+    }
+    if (cert_status == V_OCSP_CERTSTATUS_REVOKED) {
+        snprintf(reason, reason_len, "certificate revoked (stapled OCSP, reason %s)", OCSP_crl_reason_str(crl_reason));
+        goto done;
+    }
+    if (cert_status != V_OCSP_CERTSTATUS_GOOD) {
+        snprintf(reason, reason_len, "stapled OCSP status is %s", OCSP_cert_status_str(cert_status));
+        goto done;
+    }
+    result = 1;
+done:
+    ERR_clear_error();
+    OCSP_CERTID_free(id);
+    OCSP_BASICRESP_free(basic);
+    OCSP_RESPONSE_free(response);
+    return result;
 }

@@ -31,8 +31,42 @@ public struct TLSClientConfiguration: Sendable, Equatable {
     public var maxVersion: TLSVersion?
     /// Protocols offered with ALPN, in preference order; empty sends no ALPN extension.
     public var alpn: [String]
+    /// Fail the handshake when the server selects no ALPN protocol.
+    public var alpnRequired: Bool
     /// How many sessions the resumption cache keeps (one per server and name).
     public var sessionCacheSize: Int
+    /// The longest chain accepted (intermediates between leaf and trust anchor).
+    public var verifyDepth: Int
+    /// Other names (DNS names, wildcards, IP literals) the certificate may carry instead
+    /// of the expected identity.
+    public var acceptedNames: [String]
+    /// SHA-256 digests of SubjectPublicKeyInfo (32 bytes each): when not empty, some
+    /// certificate of the verified chain must have one of them.
+    public var pins: [[UInt8]]
+    /// Trust only the pins: no chain to a CA and no name check, but the leaf must still be
+    /// within its validity dates.
+    public var pinOnly: Bool
+    /// PEM CRL files: the leaf is checked against them (and fails on an expired CRL).
+    public var crlFiles: [String]
+    /// OCSP stapling.
+    public var ocsp: OCSPMode
+    /// TLS 1.2 cipher list, TLS 1.3 suites, groups, signature algorithms (OpenSSL syntax).
+    public var ciphers: String?
+    public var ciphersuites: String?
+    public var groups: String?
+    public var signatureAlgorithms: String?
+    /// PEM certificate (chain) and key presented when the server asks for one.
+    public var clientCertificate: String?
+    public var clientKey: String?
+
+    public enum OCSPMode: String, Sendable, Equatable {
+        /// No status request.
+        case off
+        /// Ask for a staple; check it when there is one (revoked, bad or stale refuses).
+        case ifStapled = "if-stapled"
+        /// Ask for a staple and refuse a server that sends none.
+        case requireStapled = "require-stapled"
+    }
 
     public init(
         trustSystem: Bool = true,
@@ -40,14 +74,40 @@ public struct TLSClientConfiguration: Sendable, Equatable {
         minVersion: TLSVersion = .tls1_2,
         maxVersion: TLSVersion? = nil,
         alpn: [String] = [],
-        sessionCacheSize: Int = 4096
+        alpnRequired: Bool = false,
+        sessionCacheSize: Int = 4096,
+        verifyDepth: Int = 10,
+        acceptedNames: [String] = [],
+        pins: [[UInt8]] = [],
+        pinOnly: Bool = false,
+        crlFiles: [String] = [],
+        ocsp: OCSPMode = .off,
+        ciphers: String? = nil,
+        ciphersuites: String? = nil,
+        groups: String? = nil,
+        signatureAlgorithms: String? = nil,
+        clientCertificate: String? = nil,
+        clientKey: String? = nil
     ) {
         self.trustSystem = trustSystem
         self.caFiles = caFiles
         self.minVersion = minVersion
         self.maxVersion = maxVersion
         self.alpn = alpn
+        self.alpnRequired = alpnRequired
         self.sessionCacheSize = sessionCacheSize
+        self.verifyDepth = verifyDepth
+        self.acceptedNames = acceptedNames
+        self.pins = pins
+        self.pinOnly = pinOnly
+        self.crlFiles = crlFiles
+        self.ocsp = ocsp
+        self.ciphers = ciphers
+        self.ciphersuites = ciphersuites
+        self.groups = groups
+        self.signatureAlgorithms = signatureAlgorithms
+        self.clientCertificate = clientCertificate
+        self.clientKey = clientKey
     }
 
     /// Where the system trust store lives on Debian.
@@ -75,11 +135,14 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
     public let cipher: String
     public let resumed: Bool
     public let alpn: String?
+    /// The certificates the server presented, leaf first (empty on a resumed session).
+    public let peerChain: [TLSCertificateSummary]
 
-    public init(version: String, cipher: String, resumed: Bool, alpn: String?) {
+    public init(version: String, cipher: String, resumed: Bool, alpn: String?, peerChain: [TLSCertificateSummary] = []) {
         self.version = version
         self.cipher = cipher
         self.resumed = resumed
         self.alpn = alpn
+        self.peerChain = peerChain
     }
 }

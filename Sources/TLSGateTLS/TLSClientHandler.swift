@@ -181,8 +181,15 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
             fail(context: context, error: error)
         case .complete:
             flushOutbound(context: context)
+            let info = connection.handshakeInfo
+            if tlsContext.configuration.alpnRequired && info.alpn == nil {
+                fail(context: context, error: TLSError(
+                    kind: .handshakeFailed,
+                    context: "the server selected none of the ALPN protocols \(tlsContext.configuration.alpn.joined(separator: ", ")) (alpn_required)"))
+                return
+            }
             guard machine.handshakeCompleted() == .fireCompletedAndFlushPending else { return }
-            context.fireUserInboundEventTriggered(TLSClientEvent.handshakeCompleted(connection.handshakeInfo))
+            context.fireUserInboundEventTriggered(TLSClientEvent.handshakeCompleted(info))
             let writes = pendingWrites
             pendingWrites.removeAll()
             for (buffer, promise) in writes { encrypt(context: context, buffer, promise: promise) }

@@ -2,6 +2,10 @@ import COpenSSL
 import CTLSGateOpenSSL
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Owns one OpenSSL `SSL` (client side) and its `ByteBufferBIO`; frees them exactly once.
 ///
 /// Every call starts from a cleared error queue and maps OpenSSL's answer to a small enum,
@@ -26,6 +30,10 @@ final class TLSConnection {
     let bio: ByteBufferBIO
     private let ssl: OpaquePointer
     private var offeredSession = false
+    /// Why tlsgate's own checks (pins, OCSP) refused the server, when they did.
+    private(set) var verifyDetail: String?
+    /// The server's leaf certificate, once seen.
+    private(set) var peerCertificate: TLSCertificateSummary?
 
     init(
         context: TLSContext,
@@ -64,22 +72,119 @@ final class TLSConnection {
     }
 
     private func configureIdentity() throws(TLSError) {
-        let param = SSL_get0_param(ssl)
-        // "*.example.com" matches one label only, and never "w*.example.com".
-        X509_VERIFY_PARAM_set_hostflags(param, UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS))
-        switch identity {
-        case .dnsName(let name):
-            guard SSL_set1_host(ssl, name) == 1 else {
-                throw OpenSSLErrorQueue.error(.configuration, "cannot set expected host name \(name)")
-            }
+        // The name itself is checked in verifyPeer; here only SNI (never for an IP).
+        if case .dnsName(let name) = identity {
             guard tg_ssl_set_tlsext_host_name(ssl, name) == 1 else {
                 throw OpenSSLErrorQueue.error(.configuration, "cannot set SNI \(name)")
             }
-        case .ipAddress(let address):
-            guard X509_VERIFY_PARAM_set1_ip_asc(param, address) == 1 else {
-                throw OpenSSLErrorQueue.error(.configuration, "cannot set expected IP address \(address)")
+        }
+        if context.configuration.ocsp != .off {
+            _ = tg_ssl_set_tlsext_status_type_ocsp(ssl)
+        }
+    }
+
+    // MARK: verification
+
+    /// The whole certificate check, run by OpenSSL during the handshake: the chain to a
+    /// trust anchor (with CRLs when the policy has them), then the identity — the expected
+    /// name or IP, or one of `acceptedNames`; wildcards match one whole label; the
+    /// subject CN counts only when the certificate has no DNS SAN — then the pins, which
+    /// match when any certificate of the verified chain has a pinned SPKI. With `pinOnly`
+    /// a presented certificate must match a pin and the leaf must be within its dates.
+    /// Returns 1 to go on, 0 to fail with the error set on `store`.
+    func verifyPeer(_ store: OpaquePointer) -> Int32 {
+        let configuration = context.configuration
+        guard let leaf = X509_STORE_CTX_get0_cert(store) else { return 0 }
+        peerCertificate = TLSCertificateSummary(leaf)
+        if configuration.pinOnly {
+            var presented = [leaf]
+            let untrusted = X509_STORE_CTX_get0_untrusted(store)
+            for i in 0..<tg_ssl_sk_x509_num(untrusted) {
+                if let cert = tg_ssl_sk_x509_value(untrusted, i) { presented.append(cert) }
+            }
+            guard presented.contains(where: isPinned) else {
+                return refuse(store, "no certificate the server presented matches the policy's pins (pin_only)")
+            }
+            if X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0 {
+                X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_HAS_EXPIRED)
+                return 0
+            }
+            if X509_cmp_current_time(X509_get0_notBefore(leaf)) >= 0 {
+                X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_NOT_YET_VALID)
+                return 0
+            }
+            return 1
+        }
+        guard X509_verify_cert(store) == 1 else { return 0 }
+        guard identityMatches(leaf) else {
+            if case .ipAddress = identity {
+                X509_STORE_CTX_set_error(store, X509_V_ERR_IP_ADDRESS_MISMATCH)
+            } else {
+                X509_STORE_CTX_set_error(store, X509_V_ERR_HOSTNAME_MISMATCH)
+            }
+            return 0
+        }
+        if !configuration.pins.isEmpty {
+            let chain = X509_STORE_CTX_get0_chain(store)
+            var matched = false
+            for i in 0..<tg_ssl_sk_x509_num(chain) {
+                if let cert = tg_ssl_sk_x509_value(chain, i), isPinned(cert) {
+                    matched = true
+                    break
+                }
+            }
+            guard matched else {
+                return refuse(store, "no certificate of the verified chain matches the policy's pins")
             }
         }
+        return 1
+    }
+
+    private func refuse(_ store: OpaquePointer, _ detail: String) -> Int32 {
+        verifyDetail = detail
+        X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION)
+        return 0
+    }
+
+    private func isPinned(_ cert: OpaquePointer) -> Bool {
+        guard let digest = TLSCertificateSummary.spkiDigest(cert) else { return false }
+        return context.configuration.pins.contains(digest)
+    }
+
+    private func identityMatches(_ leaf: OpaquePointer) -> Bool {
+        let flags = UInt32(X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
+        func matches(_ name: String) -> Bool {
+            if Self.isIPLiteral(name) { return X509_check_ip_asc(leaf, name, 0) == 1 }
+            return X509_check_host(leaf, name, name.utf8.count, flags, nil) == 1
+        }
+        return matches(identity.description) || context.configuration.acceptedNames.contains(where: matches)
+    }
+
+    static func isIPLiteral(_ text: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
+    }
+
+    /// Checks the stapled OCSP response; 1 to go on, 0 to fail the handshake.
+    func checkStaple() -> Int32 {
+        var response: UnsafePointer<UInt8>? = nil
+        let length = tg_ssl_get_tlsext_status_ocsp_resp(ssl, &response)
+        guard length > 0, let response else {
+            if context.configuration.ocsp == .requireStapled {
+                verifyDetail = "the server stapled no OCSP response (ocsp = require-stapled)"
+                return 0
+            }
+            return 1
+        }
+        var reason = [CChar](repeating: 0, count: 256)
+        let ok = tg_ssl_check_ocsp(
+            response, length, SSL_get0_verified_chain(ssl), SSL_CTX_get_cert_store(context.ctx), &reason, reason.count)
+        if ok != 1 {
+            verifyDetail = reason.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            return 0
+        }
+        return 1
     }
 
     /// Drives the handshake with whatever ciphertext the BIO holds.
@@ -100,17 +205,18 @@ final class TLSConnection {
     private func handshakeError(code: Int32) -> TLSError {
         let reasons = OpenSSLErrorQueue.drain()
         let verify = SSL_get_verify_result(ssl)
-        if verify != X509_V_OK {
-            let message = String(cString: X509_verify_cert_error_string(verify))
+        if verify != X509_V_OK || verifyDetail != nil {
+            let message = verifyDetail ?? String(cString: X509_verify_cert_error_string(verify))
             return TLSError(
-                kind: .verificationFailed, reasons: reasons, verifyCode: Int(verify), verifyMessage: message)
+                kind: .verificationFailed, reasons: reasons, verifyCode: Int(verify), verifyMessage: message,
+                peerCertificate: peerCertificate)
         }
         if code == SSL_ERROR_SYSCALL || (reasons.isEmpty && bio.peerClosed) || reasons.contains(where: {
             $0.contains("unexpected eof")
         }) {
             return TLSError(kind: .closedDuringHandshake, reasons: reasons, context: "server closed the connection during the handshake")
         }
-        return TLSError(kind: .handshakeFailed, reasons: reasons)
+        return TLSError(kind: .handshakeFailed, reasons: reasons, peerCertificate: peerCertificate)
     }
 
     /// Decrypts into `destination`.
@@ -171,6 +277,12 @@ final class TLSConnection {
         var alpnLength: UInt32 = 0
         SSL_get0_alpn_selected(ssl, &alpnData, &alpnLength)
         let alpn = alpnData.map { String(decoding: UnsafeBufferPointer(start: $0, count: Int(alpnLength)), as: UTF8.self) }
-        return TLSHandshakeInfo(version: version, cipher: cipher, resumed: SSL_session_reused(ssl) == 1, alpn: alpn)
+        var chain: [TLSCertificateSummary] = []
+        let presented = SSL_get_peer_cert_chain(ssl)
+        for i in 0..<tg_ssl_sk_x509_num(presented) {
+            if let cert = tg_ssl_sk_x509_value(presented, i) { chain.append(TLSCertificateSummary(cert)) }
+        }
+        return TLSHandshakeInfo(
+            version: version, cipher: cipher, resumed: SSL_session_reused(ssl) == 1, alpn: alpn, peerChain: chain)
     }
 }

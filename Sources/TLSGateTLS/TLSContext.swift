@@ -50,8 +50,53 @@ public final class TLSContext: Sendable {
         _ = tg_ssl_ctx_set_mode(ctx, tg_ssl_mode_release_buffers() | tg_ssl_mode_accept_moving_write_buffer())
         _ = tg_ssl_ctx_set_session_cache_mode(ctx, tg_ssl_sess_cache_client_no_internal())
 
-        // Verification is always on; a failed chain aborts the handshake.
+        // Verification is always on; a failed chain aborts the handshake. tlsgate runs the
+        // whole check itself (chain, identity, pins: see TLSConnection.verifyPeer).
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+        SSL_CTX_set_verify_depth(ctx, Int32(max(1, configuration.verifyDepth)))
+        SSL_CTX_set_cert_verify_callback(ctx, tlsgateCertVerifyCallback, nil)
+        if configuration.ocsp != .off {
+            _ = tg_ssl_ctx_set_tlsext_status_cb(ctx, tlsgateOCSPStatusCallback)
+        }
+        if let ciphers = configuration.ciphers, SSL_CTX_set_cipher_list(ctx, ciphers) != 1 {
+            throw OpenSSLErrorQueue.error(.configuration, "bad ciphers \"\(ciphers)\"")
+        }
+        if let suites = configuration.ciphersuites, SSL_CTX_set_ciphersuites(ctx, suites) != 1 {
+            throw OpenSSLErrorQueue.error(.configuration, "bad ciphersuites \"\(suites)\"")
+        }
+        if let groups = configuration.groups, tg_ssl_ctx_set1_groups_list(ctx, groups) != 1 {
+            throw OpenSSLErrorQueue.error(.configuration, "bad groups \"\(groups)\"")
+        }
+        if let sigalgs = configuration.signatureAlgorithms, tg_ssl_ctx_set1_sigalgs_list(ctx, sigalgs) != 1 {
+            throw OpenSSLErrorQueue.error(.configuration, "bad signature_algorithms \"\(sigalgs)\"")
+        }
+        if let certificate = configuration.clientCertificate {
+            guard let key = configuration.clientKey else {
+                throw TLSError(kind: .configuration, context: "client_certificate without client_key")
+            }
+            guard SSL_CTX_use_certificate_chain_file(ctx, certificate) == 1 else {
+                throw OpenSSLErrorQueue.error(.configuration, "cannot load client certificate \(certificate)")
+            }
+            guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 else {
+                throw OpenSSLErrorQueue.error(.configuration, "cannot load client key \(key)")
+            }
+            guard SSL_CTX_check_private_key(ctx) == 1 else {
+                throw OpenSSLErrorQueue.error(.configuration, "client key \(key) does not match \(certificate)")
+            }
+        }
+        if !configuration.crlFiles.isEmpty {
+            let store = SSL_CTX_get_cert_store(ctx)
+            guard let lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file()) else {
+                throw OpenSSLErrorQueue.error(.configuration, "cannot add a CRL lookup")
+            }
+            for file in configuration.crlFiles {
+                guard X509_load_crl_file(lookup, file, X509_FILETYPE_PEM) > 0 else {
+                    throw OpenSSLErrorQueue.error(.configuration, "cannot load CRL file \(file)")
+                }
+            }
+            // The leaf is checked against the CRLs; a CRL past its nextUpdate fails.
+            X509_STORE_set_flags(store, UInt(X509_V_FLAG_CRL_CHECK))
+        }
         if configuration.trustSystem {
             guard SSL_CTX_load_verify_locations(
                 ctx, TLSClientConfiguration.systemCAFile, TLSClientConfiguration.systemCADirectory) == 1
@@ -65,7 +110,7 @@ public final class TLSContext: Sendable {
                 throw OpenSSLErrorQueue.error(.configuration, "cannot load CA file \(file)")
             }
         }
-        if !configuration.trustSystem && configuration.caFiles.isEmpty {
+        if !configuration.trustSystem && configuration.caFiles.isEmpty && !configuration.pinOnly {
             throw TLSError(kind: .configuration, context: "no trust anchors: trust the system store or give a CA file")
         }
         if !configuration.alpn.isEmpty {
@@ -153,4 +198,16 @@ private func tlsgateNewSessionCallback(_ ssl: OpaquePointer?, _ session: OpaqueP
     let connection = Unmanaged<TLSConnection>.fromOpaque(raw).takeUnretainedValue()
     connection.context.sessions.store(session, for: connection.sessionKey)
     return 1
+}
+
+/// OpenSSL's certificate check for every tlsgate connection (see `TLSConnection.verifyPeer`).
+private func tlsgateCertVerifyCallback(_ store: OpaquePointer?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
+    guard let store, let ssl = tg_ssl_from_store_ctx(store), let raw = tg_ssl_get_app_data(ssl) else { return 0 }
+    return Unmanaged<TLSConnection>.fromOpaque(raw).takeUnretainedValue().verifyPeer(store)
+}
+
+/// Called with the server's stapled OCSP response (or none).
+private func tlsgateOCSPStatusCallback(_ ssl: OpaquePointer?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
+    guard let ssl, let raw = tg_ssl_get_app_data(ssl) else { return 0 }
+    return Unmanaged<TLSConnection>.fromOpaque(raw).takeUnretainedValue().checkStaple()
 }

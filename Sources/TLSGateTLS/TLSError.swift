@@ -41,19 +41,23 @@ public struct TLSError: Error, Sendable, CustomStringConvertible {
     public let verifyMessage: String?
     /// A short context string from tlsgate itself.
     public let context: String?
+    /// The server's certificate, when it sent one (for the audit log).
+    public let peerCertificate: TLSCertificateSummary?
 
     public init(
         kind: Kind,
         reasons: [String] = [],
         verifyCode: Int? = nil,
         verifyMessage: String? = nil,
-        context: String? = nil
+        context: String? = nil,
+        peerCertificate: TLSCertificateSummary? = nil
     ) {
         self.kind = kind
         self.reasons = reasons
         self.verifyCode = verifyCode
         self.verifyMessage = verifyMessage
         self.context = context
+        self.peerCertificate = peerCertificate
     }
 
     /// One line for logs: the most specific reason first.

@@ -34,6 +34,35 @@ long tg_ssl_sess_cache_client_no_internal(void);
 long tg_ssl_op_no_renegotiation(void);
 long tg_ssl_op_no_compression(void);
 
+long tg_ssl_ctx_set1_groups_list(SSL_CTX *ctx, const char *list);
+long tg_ssl_ctx_set1_sigalgs_list(SSL_CTX *ctx, const char *list);
+long tg_ssl_ctx_set_tlsext_status_cb(SSL_CTX *ctx, int (*cb)(SSL *, void *));
+
+// SSL macros.
+long tg_ssl_set_tlsext_status_type_ocsp(SSL *ssl);
+// The stapled OCSP response (DER), or length -1 when there is none.
+long tg_ssl_get_tlsext_status_ocsp_resp(SSL *ssl, const unsigned char **resp);
+// The SSL an X509_STORE_CTX verifies for.
+SSL *tg_ssl_from_store_ctx(X509_STORE_CTX *ctx);
+
+// Stapled OCSP response checking: returns 1 good, 0 revoked/unknown/bad/stale with a
+// reason copied into reason. chain: the verified chain (leaf first); store: trust store.
+int tg_ssl_check_ocsp(const unsigned char *der, long len, STACK_OF(X509) *chain, X509_STORE *store,
+                      char *reason, size_t reason_len);
+
+// Stack helpers (the sk_X509_* functions are macros).
+int tg_ssl_sk_x509_num(STACK_OF(X509) *sk);
+X509 *tg_ssl_sk_x509_value(STACK_OF(X509) *sk, int i);
+// Subject alternative names as one text "DNS:a, IP:1.2.3.4" into buf.
+void tg_ssl_x509_sans(X509 *x, char *buf, size_t len);
+// A name (subject/issuer) in RFC 2253 form into buf.
+void tg_ssl_x509_name(X509_NAME *name, char *buf, size_t len);
+// notAfter as "YYYY-MM-DDTHH:MM:SSZ" into buf.
+void tg_ssl_x509_not_after(X509 *x, char *buf, size_t len);
+// SHA-256 of the DER certificate (out: 32 bytes); SHA-256 of its SubjectPublicKeyInfo.
+int tg_ssl_x509_fingerprint(X509 *x, unsigned char *out);
+int tg_ssl_x509_spki_sha256(X509 *x, unsigned char *out);
+
 // SSL macros.
 int tg_ssl_set_tlsext_host_name(SSL *ssl, const char *name);
 int tg_ssl_set_app_data(SSL *ssl, void *data);
