@@ -22,6 +22,8 @@ final class GlueHandler: ChannelDuplexHandler {
     /// come before the upstream is verified; they are held here and replayed.
     private var early: [NIOAny] = []
     private var earlyInputClosed = false
+    /// The first bytes from this side have been shown to `events.admitFirstBytes`.
+    private var firstBytesAdmitted = false
 
     init(side: RelayStateMachine.Side, events: RelayEvents) {
         self.side = side
@@ -57,6 +59,7 @@ final class GlueHandler: ChannelDuplexHandler {
         let held = early
         early.removeAll()
         for data in held {
+            guard admit(data) else { return }
             events.transferred(from: side, bytes: unwrapInboundIn(data).readableBytes)
             partner.partnerWrite(data)
         }
@@ -109,6 +112,19 @@ final class GlueHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
     }
 
+    /// Shows the first bytes to the connection once; false: drop them and stop.
+    private func admit(_ data: NIOAny) -> Bool {
+        if firstBytesAdmitted { return true }
+        let buffer = unwrapInboundIn(data)
+        guard buffer.readableBytes > 0 else { return true }
+        firstBytesAdmitted = true
+        if events.admitFirstBytes(from: side, buffer) { return true }
+        early.removeAll()
+        earlyInputClosed = false
+        partner = nil
+        return false
+    }
+
     // MARK: inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -116,6 +132,7 @@ final class GlueHandler: ChannelDuplexHandler {
             early.append(data)
             return
         }
+        guard admit(data) else { return }
         events.transferred(from: side, bytes: unwrapInboundIn(data).readableBytes)
         partner.partnerWrite(data)
     }
@@ -168,6 +185,8 @@ final class GlueHandler: ChannelDuplexHandler {
 
 /// What the glue tells the connection it belongs to. All calls on the connection's event loop.
 protocol RelayEvents: AnyObject {
+    /// The first bytes one side sends; false refuses the connection.
+    func admitFirstBytes(from side: RelayStateMachine.Side, _ buffer: ByteBuffer) -> Bool
     func transferred(from side: RelayStateMachine.Side, bytes: Int)
     func inputClosed(_ side: RelayStateMachine.Side)
     func handshakeCompleted(_ info: TLSHandshakeInfo)

@@ -208,6 +208,21 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         }
     }
 
+    func admitFirstBytes(from side: RelayStateMachine.Side, _ buffer: ByteBuffer) -> Bool {
+        guard side == .client, Self.looksLikeClientHello(buffer) else { return true }
+        abort(
+            .clientSpeaksTLS,
+            "the client sent a TLS ClientHello on plain port \(shared.policy.match.port): it already speaks TLS, and the gateway does not wrap TLS in TLS")
+        return false
+    }
+
+    /// A TLS record header of type handshake (22) and major version 3.
+    static func looksLikeClientHello(_ buffer: ByteBuffer) -> Bool {
+        guard let type = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), type == 0x16 else { return false }
+        guard let major = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) else { return true }
+        return major == 0x03
+    }
+
     func transferred(from side: RelayStateMachine.Side, bytes: Int) {
         switch side {
         case .client: bytesUp += bytes
@@ -239,6 +254,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         if let tls = error as? TLSError {
             switch tls.kind {
             case .verificationFailed:
+                audit(tls)
                 abort(.tlsVerifyFailed, tls.detail)
             case .handshakeFailed, .closedDuringHandshake:
                 abort(.tlsHandshakeFailed, tls.detail)
@@ -267,6 +283,28 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         } else if side == .client {
             abort(.completed, "client closed before the upstream was ready")
         }
+    }
+
+    /// One line per refused certificate, with what a security team needs to follow up.
+    private func audit(_ error: TLSError) {
+        var metadata: Logger.Metadata = [
+            "policy": "\(shared.policy.name)",
+            "client": "\(clientAddress.map(Self.text) ?? "?")",
+            "dst": "\(original.map(Self.text) ?? "-")",
+            "upstream": "\(upstreamAddress.map(Self.text) ?? "-")",
+            "sni": "\(identity.map { "\($0)" } ?? "-")",
+            "verify_error": "\(error.detail)",
+            "verify_code": "\(error.verifyCode ?? 0)",
+        ]
+        if let cert = error.peerCertificate {
+            metadata["cert_subject"] = "\(cert.subject)"
+            metadata["cert_issuer"] = "\(cert.issuer)"
+            metadata["cert_sans"] = "\(cert.subjectAltNames)"
+            metadata["cert_not_after"] = "\(cert.notAfter)"
+            metadata["cert_sha256"] = "\(cert.sha256Fingerprint)"
+            metadata["cert_spki_pin"] = "\(cert.spkiPin)"
+        }
+        shared.logger.warning("certificate rejected", metadata: metadata)
     }
 
     // MARK: ending

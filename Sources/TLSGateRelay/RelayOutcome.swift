@@ -19,6 +19,7 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
         case upstreamTruncated = "upstream_truncated"
         case upstreamError = "upstream_error"
         case clientError = "client_error"
+        case clientSpeaksTLS = "client_speaks_tls"
         case shutdown
     }
     private let base: Base
@@ -39,6 +40,8 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
     public static let upstreamTruncated = RelayReason(.upstreamTruncated)
     public static let upstreamError = RelayReason(.upstreamError)
     public static let clientError = RelayReason(.clientError)
+    /// The client sent a TLS ClientHello on the plain port: it already speaks TLS.
+    public static let clientSpeaksTLS = RelayReason(.clientSpeaksTLS)
     public static let shutdown = RelayReason(.shutdown)
 
     public var description: String { base.rawValue }
@@ -48,7 +51,8 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
     public var result: String {
         switch base {
         case .completed, .idleTimeout, .shutdown: return "ok"
-        case .notRedirected, .destinationIsGateway, .destinationNotInPolicy, .maxConnections: return "refused"
+        case .notRedirected, .destinationIsGateway, .destinationNotInPolicy, .maxConnections, .clientSpeaksTLS:
+            return "refused"
         default: return "failed"
         }
     }

@@ -14,6 +14,8 @@ struct KeyValueLogHandler: LogHandler {
     static let fieldOrder = [
         "policy", "client", "dst", "upstream", "sni", "tls_version", "cipher", "resumed", "alpn",
         "bytes_up", "bytes_down", "duration_ms", "result", "reason", "detail",
+        "verify_error", "verify_code", "cert_subject", "cert_issuer", "cert_sans", "cert_not_after", "cert_sha256",
+        "cert_spki_pin",
     ]
     private static let rank: [String: Int] = Dictionary(
         uniqueKeysWithValues: fieldOrder.enumerated().map { ($1, $0) })

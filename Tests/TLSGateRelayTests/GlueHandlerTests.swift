@@ -12,6 +12,12 @@ final class EventLog: RelayEvents {
     var closed: [RelayStateMachine.Side] = []
     var errors: [String] = []
     var handshakes = 0
+    var refuseFirstBytes = false
+    var firstBytes: [[UInt8]] = []
+    func admitFirstBytes(from side: RelayStateMachine.Side, _ buffer: ByteBuffer) -> Bool {
+        firstBytes.append(Array(buffer.readableBytesView))
+        return !refuseFirstBytes
+    }
     func transferred(from side: RelayStateMachine.Side, bytes: Int) {
         if side == .client { up += bytes } else { down += bytes }
     }
@@ -94,5 +100,20 @@ struct GluedPair {
         #expect(try upstream.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "EHLO"))
         #expect(events.inputClosed == [.client])
         #expect(events.up == 4)
+    }
+
+    @Test func firstBytesAreShownOnceAndCanBeRefused() throws {
+        let pair = try GluedPair()
+        pair.events.refuseFirstBytes = true
+        try pair.client.writeInbound(ByteBuffer(bytes: [0x16, 0x03, 0x01, 0x00, 0x2a]))
+        #expect(pair.events.firstBytes == [[0x16, 0x03, 0x01, 0x00, 0x2a]])
+        #expect(try pair.upstream.readOutbound(as: ByteBuffer.self) == nil)  // never forwarded
+        #expect(pair.events.up == 0)
+
+        let other = try GluedPair()
+        try other.client.writeInbound(ByteBuffer(string: "GET"))
+        try other.client.writeInbound(ByteBuffer(string: " /"))
+        #expect(other.events.firstBytes.count == 1)
+        #expect(other.events.up == 5)
     }
 }
