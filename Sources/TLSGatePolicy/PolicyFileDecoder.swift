@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Turns one policy file's TOML table into a `Policy`, collecting every problem with its line.
 ///
 /// Each check reports and goes on, so one run lists all mistakes in the file. Messages
@@ -155,8 +159,56 @@ struct PolicyFileDecoder {
         let timeout = duration(
             in: "upstream", "connect_timeout", default: UpstreamRule.defaultConnectTimeout,
             range: UpstreamRule.connectTimeoutRange)
-        guard let port, let serverName, let timeout else { return nil }
-        return UpstreamRule(port: port, serverName: serverName, connectTimeout: timeout)
+        var ok = true
+        var allowedNames: [String] = []
+        if let value = value("upstream", "allowed_names") {
+            if let items = strings(value, key: "allowed_names", example: "[\"api.example.com\", \"*.cdn.example.com\"]") {
+                for (text, line) in items {
+                    let bare = text.hasPrefix("*.") ? String(text.dropFirst(2)) : text
+                    if let problem = DNSName.problem(with: bare) {
+                        error(line, "allowed_names: \(quoted(text)) is not a DNS name or \"*.\" wildcard: \(problem)")
+                        ok = false
+                    } else {
+                        allowedNames.append(text.lowercased())
+                    }
+                }
+            } else {
+                ok = false
+            }
+            if serverName != nil && serverName != .httpHost {
+                error(value.line, "allowed_names only applies to server_name = \"http-host\"")
+                ok = false
+            }
+        } else if serverName == .httpHost {
+            error(
+                value("upstream", "server_name")?.line ?? headerLine("upstream"),
+                "server_name = \"http-host\" needs allowed_names: list the Host names clients may ask for, e.g. [\"api.example.com\"]")
+            ok = false
+        }
+        if serverName == .httpHost && allowedNames.isEmpty, let value = value("upstream", "allowed_names") {
+            error(value.line, "allowed_names is empty: list the Host names clients may ask for")
+            ok = false
+        }
+        let onFailure = fields.choice("upstream", "on_failure", default: UpstreamRule.FailureAction.close)
+        let headerTimeout = duration(
+            in: "upstream", "host_header_timeout", default: UpstreamRule.defaultHostHeaderTimeout,
+            range: UpstreamRule.hostHeaderTimeoutRange)
+        let range = UpstreamRule.maxHeaderBytesRange
+        let maxHeaderBytes = fields.integer(
+            "upstream", "max_header_bytes", default: Int64(UpstreamRule.defaultMaxHeaderBytes),
+            range: Int64(range.lowerBound)...Int64(range.upperBound)
+        ).map { Int($0) }
+        for key in ["host_header_timeout", "max_header_bytes"] where serverName != nil && serverName != .httpHost {
+            if let value = value("upstream", key) {
+                warning(value.line, "\(key) only applies to server_name = \"http-host\"; it is ignored here")
+            }
+        }
+        guard ok, let port, let serverName, let timeout, let onFailure, let headerTimeout, let maxHeaderBytes else {
+            return nil
+        }
+        return UpstreamRule(
+            port: port, serverName: serverName, connectTimeout: timeout, allowedNames: allowedNames,
+            onFailure: onFailure, hostHeaderTimeout: headerTimeout, maxHeaderBytes: maxHeaderBytes)
     }
 
     // MARK: - [tls]
@@ -216,8 +268,215 @@ struct PolicyFileDecoder {
             ok = false
         }
         if value("tls", "max_version") != nil && maxVersion == nil { ok = false }
-        guard ok, let minVersion else { return nil }
-        return TLSRule(trustSystem: trustSystem, caFiles: caFiles, minVersion: minVersion, maxVersion: maxVersion)
+
+        let depthRange = TLSRule.verifyDepthRange
+        let verifyDepth = fields.integer(
+            "tls", "verify_depth", default: Int64(TLSRule.defaultVerifyDepth),
+            range: Int64(depthRange.lowerBound)...Int64(depthRange.upperBound)
+        ).map { Int($0) }
+        if verifyDepth == nil { ok = false }
+
+        var acceptedNames: [String] = []
+        if let value = value("tls", "accepted_names") {
+            if let items = strings(value, key: "accepted_names", example: "[\"api.example.com\"]") {
+                for (text, line) in items {
+                    if let address = IPAddress(text) {
+                        acceptedNames.append(address.description)
+                        continue
+                    }
+                    let bare = text.hasPrefix("*.") ? String(text.dropFirst(2)) : text
+                    if let problem = DNSName.problem(with: bare) {
+                        error(line, "accepted_names: \(quoted(text)) is not a DNS name, \"*.\" wildcard or IP address: \(problem)")
+                        ok = false
+                    } else {
+                        acceptedNames.append(text.lowercased())
+                    }
+                }
+            } else {
+                ok = false
+            }
+        }
+
+        var pins: [String] = []
+        if let value = value("tls", "pins") {
+            if let items = strings(value, key: "pins", example: "[\"sha256/BASE64\"]") {
+                for (text, line) in items {
+                    guard text.hasPrefix("sha256/"), let digest = Base64Text.decode(String(text.dropFirst(7))),
+                        digest.count == 32
+                    else {
+                        error(line, "pins: \(quoted(text)) is not \"sha256/\" and the base64 of a 32-byte SPKI SHA-256 digest (openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)")
+                        ok = false
+                        continue
+                    }
+                    if pins.contains(text) {
+                        warning(line, "pins lists \(quoted(text)) twice")
+                    } else {
+                        pins.append(text)
+                    }
+                }
+            } else {
+                ok = false
+            }
+        }
+        var pinOnly = false
+        if let value = value("tls", "pin_only") {
+            if let flag = value.booleanValue {
+                pinOnly = flag
+                if flag && pins.isEmpty {
+                    error(value.line, "pin_only = true needs pins: list the SPKI pins that identify the server")
+                    ok = false
+                }
+                if flag, let trust = self.value("tls", "trust") {
+                    warning(trust.line, "trust is ignored with pin_only = true")
+                }
+            } else {
+                error(value.line, "pin_only must be true or false, got \(value.typeDescription)")
+                ok = false
+            }
+        }
+
+        var crlFiles: [String] = []
+        if let value = value("tls", "crl") {
+            let items: [(text: String, line: Int)]?
+            if let single = value.stringValue { items = [(single, value.line)] } else {
+                items = strings(value, key: "crl", example: "[\"/etc/tlsgate/crl.pem\"]")
+            }
+            if let items {
+                for (text, line) in items {
+                    if let path = pemFile(text, key: "crl", marker: "-----BEGIN X509 CRL-----", line: line) {
+                        crlFiles.append(path)
+                    } else {
+                        ok = false
+                    }
+                }
+            } else {
+                ok = false
+            }
+        }
+        let ocsp = fields.choice("tls", "ocsp", default: TLSRule.OCSPMode.off)
+        if ocsp == nil { ok = false }
+
+        func list(_ key: String, allowed: (Character) -> Bool, example: String) -> String? {
+            guard let text = fields.string("tls", key) else {
+                if self.value("tls", key) != nil { ok = false }
+                return nil
+            }
+            guard !text.isEmpty, text.allSatisfy(allowed) else {
+                error(self.value("tls", key)?.line, "\(key) \(quoted(text)) is not an OpenSSL list such as \(quoted(example))")
+                ok = false
+                return nil
+            }
+            return text
+        }
+        let ciphers = list("ciphers", allowed: { $0.isASCII && !$0.isWhitespace && $0 != "\"" }, example: "ECDHE+AESGCM:ECDHE+CHACHA20")
+        let suites = list("ciphersuites", allowed: { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ":") }, example: "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")
+        if let suites {
+            let known = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256"]
+            for name in suites.split(separator: ":") where !known.contains(String(name)) {
+                error(value("tls", "ciphersuites")?.line, "ciphersuites: \(quoted(String(name))) is not a TLS 1.3 suite (\(known.joined(separator: ", ")))")
+                ok = false
+            }
+        }
+        let groups = list("groups", allowed: { $0.isASCII && ($0.isLetter || $0.isNumber || "-_:".contains($0)) }, example: "X25519:P-256")
+        let sigalgs = list("signature_algorithms", allowed: { $0.isASCII && ($0.isLetter || $0.isNumber || "-_:+".contains($0)) }, example: "ECDSA+SHA256:RSA-PSS+SHA256")
+
+        var alpn: [String] = []
+        if let value = value("tls", "alpn") {
+            if let items = strings(value, key: "alpn", example: "[\"h2\", \"http/1.1\"]") {
+                for (text, line) in items {
+                    guard (1...255).contains(text.utf8.count), text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+                        error(line, "alpn: \(quoted(text)) is not a protocol name (1 to 255 printable characters)")
+                        ok = false
+                        continue
+                    }
+                    alpn.append(text)
+                }
+            } else {
+                ok = false
+            }
+        }
+        var alpnRequired = false
+        if let value = value("tls", "alpn_required") {
+            if let flag = value.booleanValue {
+                alpnRequired = flag
+                if flag && alpn.isEmpty {
+                    error(value.line, "alpn_required = true needs alpn: list the protocols to offer")
+                    ok = false
+                }
+            } else {
+                error(value.line, "alpn_required must be true or false, got \(value.typeDescription)")
+                ok = false
+            }
+        }
+
+        var clientCertificate: String?
+        var clientKey: String?
+        let certValue = value("tls", "client_certificate")
+        let keyValue = value("tls", "client_key")
+        if let certValue, keyValue == nil {
+            error(certValue.line, "client_certificate needs client_key: the certificate's private key (PEM, chmod 600)")
+            ok = false
+        } else if let keyValue, certValue == nil {
+            error(keyValue.line, "client_key needs client_certificate: the certificate (PEM) that goes with it")
+            ok = false
+        }
+        if let certValue {
+            if let text = fields.string("tls", "client_certificate", what: "a PEM file path") {
+                clientCertificate = pemFile(text, key: "client_certificate", marker: "-----BEGIN CERTIFICATE-----", line: certValue.line)
+            }
+            if clientCertificate == nil { ok = false }
+        }
+        if let keyValue {
+            if let text = fields.string("tls", "client_key", what: "a PEM file path") {
+                clientKey = privateKeyFile(text, line: keyValue.line)
+            }
+            if clientKey == nil { ok = false }
+        }
+
+        guard ok, let minVersion, let verifyDepth, let ocsp else { return nil }
+        return TLSRule(
+            trustSystem: pinOnly ? false : trustSystem, caFiles: pinOnly ? [] : caFiles, minVersion: minVersion,
+            maxVersion: maxVersion, verifyDepth: verifyDepth, acceptedNames: acceptedNames, pins: pins,
+            pinOnly: pinOnly, crlFiles: crlFiles, ocsp: ocsp, ciphers: ciphers, ciphersuites: suites, groups: groups,
+            signatureAlgorithms: sigalgs, alpn: alpn, alpnRequired: alpnRequired,
+            clientCertificate: clientCertificate, clientKey: clientKey)
+    }
+
+    /// Checks a PEM file named by `key` (relative to the policy file) holds `marker`;
+    /// returns its absolute path.
+    private mutating func pemFile(_ text: String, key: String, marker: String, line: Int) -> String? {
+        let shown = PathText.join(PathText.directory(of: file), text)
+        let bytes: [UInt8]
+        do {
+            bytes = try TextFile.readBytes(shown, limit: 64 << 20)
+        } catch {
+            self.error(line, "\(key): cannot read \(quoted(shown)): \(error.reason)")
+            return nil
+        }
+        guard Self.contains(bytes, Array(marker.utf8)) else {
+            error(line, "\(key): \(quoted(shown)) contains no \(quoted(marker)) line")
+            return nil
+        }
+        return PathText.absolute(shown)
+    }
+
+    /// The client key: readable, a PEM private key, and neither group- nor world-readable.
+    private mutating func privateKeyFile(_ text: String, line: Int) -> String? {
+        let shown = PathText.join(PathText.directory(of: file), text)
+        var info = stat()
+        if stat(shown, &info) == 0, info.st_mode & 0o077 != 0 {
+            let mode = String(info.st_mode & 0o777, radix: 8)
+            error(line, "client_key \(quoted(shown)) is readable by group or others (mode 0\(mode)): chmod 600 \(shown)")
+            return nil
+        }
+        return pemFile(text, key: "client_key", marker: "PRIVATE KEY-----", line: line)
+    }
+
+    static func contains(_ bytes: [UInt8], _ marker: [UInt8]) -> Bool {
+        guard bytes.count >= marker.count else { return false }
+        return (0...(bytes.count - marker.count)).contains { start in
+            bytes[start] == marker[0] && Array(bytes[start..<(start + marker.count)]) == marker
+        }
     }
 
     /// Checks a CA bundle named in `trust` and returns its absolute path.
@@ -248,12 +507,13 @@ struct PolicyFileDecoder {
             return nil
         }
         guard let version = TLSProtocolVersion(rawValue: text) else {
-            error(value.line, "\(key) \(quoted(text)) is not a TLS version: use \"1.2\" or \"1.3\"")
+            error(value.line, "\(key) \(quoted(text)) is not a TLS version: use \"1.2\" or \"1.3\" (\"1.0\" and \"1.1\" for legacy servers)")
             return nil
         }
-        guard version >= .floor else {
-            error(value.line, "\(key) \(quoted(text)) is below the floor \(quoted(TLSProtocolVersion.floor.rawValue))")
-            return nil
+        if version < .floor {
+            warning(
+                value.line,
+                "\(key) \(quoted(text)) is below \(quoted(TLSProtocolVersion.floor.rawValue)): this policy runs OpenSSL at security level 0 for a legacy server")
         }
         return version
     }

@@ -3,8 +3,15 @@ enum PolicySchema {
     /// Known tables and their keys, in the order they are documented.
     static let tables: [(name: String, keys: [String])] = [
         ("match", ["networks", "hosts", "port"]),
-        ("upstream", ["port", "server_name", "connect_timeout"]),
-        ("tls", ["trust", "min_version", "max_version"]),
+        ("upstream", [
+            "port", "server_name", "connect_timeout", "allowed_names", "on_failure", "host_header_timeout",
+            "max_header_bytes",
+        ]),
+        ("tls", [
+            "trust", "min_version", "max_version", "verify_depth", "accepted_names", "pins", "pin_only", "crl", "ocsp",
+            "ciphers", "ciphersuites", "groups", "signature_algorithms", "alpn", "alpn_required",
+            "client_certificate", "client_key",
+        ]),
         ("limits", ["max_connections", "idle_timeout"]),
         ("firewall", ["deny_direct"]),
     ]
@@ -21,10 +28,7 @@ enum PolicySchema {
     )
 
     /// Keys from the design sketch that are not implemented yet.
-    static let plannedKeys: [String: String] = [
-        "alpn": "tls", "pins": "tls", "crl": "tls", "ocsp": "tls",
-        "client_certificate": "tls", "client_key": "tls",
-    ]
+    static let plannedKeys: [String: String] = [:]
 
     static let verificationHint = "verification cannot be turned off; give the server's CA in trust = ..."
 

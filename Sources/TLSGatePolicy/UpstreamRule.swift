@@ -6,13 +6,43 @@ public struct UpstreamRule: Sendable, Hashable, Codable {
     public let serverName: ServerName
     /// `connect_timeout`: how long to wait for the TCP connection. Default 5s, 100ms...5m.
     public let connectTimeout: TimeSpan
+    /// `allowed_names`: with `server_name = "http-host"`, the Host names a client may ask
+    /// for (`*.example.com` matches one more label). Required then; not allowed otherwise.
+    public let allowedNames: [String]
+    /// `on_failure`: what the client gets when the server cannot be reached or verified.
+    public let onFailure: FailureAction
+    /// `host_header_timeout`: http-host only; how long to wait for the request head. Default 5s, 100ms...1m.
+    public let hostHeaderTimeout: TimeSpan
+    /// `max_header_bytes`: http-host only; the largest request head read. Default 8192, 512...65536.
+    public let maxHeaderBytes: Int
+
+    public enum FailureAction: String, Sendable, Hashable, Codable, CaseIterable {
+        /// Close the client's connection (default).
+        case close
+        /// Reset it (RST), so the client sees an error at once.
+        case reset
+        /// Answer `502 Bad Gateway` naming the policy and the reason (HTTP policies).
+        case http502 = "http-502"
+    }
 
     public static let defaultConnectTimeout = TimeSpan.seconds(5)
     public static let connectTimeoutRange = TimeSpan(milliseconds: 100)...TimeSpan.minutes(5)
+    public static let defaultHostHeaderTimeout = TimeSpan.seconds(5)
+    public static let hostHeaderTimeoutRange = TimeSpan(milliseconds: 100)...TimeSpan.minutes(1)
+    public static let defaultMaxHeaderBytes = 8192
+    public static let maxHeaderBytesRange = 512...65536
 
-    public init(port: UInt16, serverName: ServerName, connectTimeout: TimeSpan = defaultConnectTimeout) {
+    public init(
+        port: UInt16, serverName: ServerName, connectTimeout: TimeSpan = defaultConnectTimeout,
+        allowedNames: [String] = [], onFailure: FailureAction = .close,
+        hostHeaderTimeout: TimeSpan = defaultHostHeaderTimeout, maxHeaderBytes: Int = defaultMaxHeaderBytes
+    ) {
         self.port = port
         self.serverName = serverName
         self.connectTimeout = connectTimeout
+        self.allowedNames = allowedNames
+        self.onFailure = onFailure
+        self.hostHeaderTimeout = hostHeaderTimeout
+        self.maxHeaderBytes = maxHeaderBytes
     }
 }

@@ -19,9 +19,16 @@ struct HTTPHostSniffer {
         self.maxBytes = maxBytes
     }
 
+    /// What `.bad` says when the client opens with a TLS record instead of a request.
+    static let clientHello = "the client sent a TLS ClientHello: it already speaks TLS"
+
     mutating func feed<Bytes: Sequence>(_ bytes: Bytes) -> Result where Bytes.Element == UInt8 {
         guard result == .needMore else { return result }
         for byte in bytes {
+            if head.isEmpty && byte == 0x16 {
+                result = .bad(Self.clientHello)
+                return result
+            }
             head.append(byte)
             if head.count > maxBytes {
                 result = .bad("request head larger than \(maxBytes) bytes")
@@ -136,5 +143,13 @@ extension Substring {
         while let first = s.first, first == " " || first == "\t" { s = s.dropFirst() }
         while let last = s.last, last == " " || last == "\t" { s = s.dropLast() }
         return s
+    }
+}
+
+/// Name rules the CLI shares with the relay.
+public enum RelayNames {
+    /// `allowed_names` matching: exact, or `*.example.com` for exactly one more label.
+    public static func isAllowed(_ host: String, by patterns: [String]) -> Bool {
+        HTTPHostSniffer.isAllowed(host, by: patterns)
     }
 }

@@ -88,10 +88,96 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         switch verdict {
         case .allow:
             guard machine.checked(allowed: true) == .connect else { return }
-            connect()
+            if case .httpHost = shared.policy.upstream.serverName {
+                sniffHost()
+            } else {
+                connect()
+            }
         case .refuse(let reason, let detail):
             _ = machine.checked(allowed: false)
             refuse(reason, detail)
+        }
+    }
+
+    // MARK: http-host
+
+    /// The name from the client's Host header, for `server_name = "http-host"`.
+    private var requestedHost: String?
+
+    private func sniffHost() {
+        let upstream = shared.policy.upstream
+        let sniffer = HostSniffHandler(maxBytes: upstream.maxHeaderBytes) { result in
+            self.hostSniffed(result)
+        }
+        do {
+            try client.pipeline.syncOperations.addHandler(sniffer, position: .first)
+        } catch {
+            abort(.clientError, "cannot read the request: \(error)")
+            return
+        }
+        timer = eventLoop.scheduleTask(in: .milliseconds(upstream.hostHeaderTimeout.milliseconds)) {
+            guard self.requestedHost == nil else { return }
+            self.respond(408, "Request Timeout", "no whole request head within \(upstream.hostHeaderTimeout)")
+            self.abort(.hostHeaderTimeout, "no whole request head within \(upstream.hostHeaderTimeout)")
+        }
+    }
+
+    private func hostSniffed(_ result: HTTPHostSniffer.Result) {
+        timer?.cancel()
+        timer = nil
+        switch result {
+        case .needMore:
+            return
+        case .bad(HTTPHostSniffer.clientHello):
+            abort(
+                .clientSpeaksTLS,
+                "the client sent a TLS ClientHello on plain port \(shared.policy.match.port): it already speaks TLS, and the gateway does not wrap TLS in TLS")
+        case .bad(let why):
+            respond(400, "Bad Request", why)
+            abort(.badRequest, why)
+        case .host(let host):
+            guard HTTPHostSniffer.isAllowed(host, by: shared.policy.upstream.allowedNames) else {
+                let why = "Host \"\(host)\" is not in the policy's allowed_names"
+                respond(403, "Forbidden", why)
+                abort(.hostNotAllowed, why)
+                return
+            }
+            requestedHost = host
+            connect()
+        }
+    }
+
+    // MARK: answers to the client
+
+    /// A plain-text HTTP answer the client gets before its connection closes.
+    private var clientResponse: ByteBuffer?
+
+    private func respond(_ status: Int, _ phrase: String, _ detail: String) {
+        guard clientResponse == nil else { return }
+        let body = """
+            tlsgate did not relay this request.
+            policy: \(shared.policy.name)
+            reason: \(detail)
+
+            """
+        var page = client.allocator.buffer(capacity: 256 + body.utf8.count)
+        page.writeString(
+            "HTTP/1.1 \(status) \(phrase)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n")
+        page.writeString(body)
+        clientResponse = page
+    }
+
+    /// Applies the policy's `on_failure` to an upstream failure.
+    private func applyOnFailure(_ reason: RelayReason, _ detail: String?) {
+        guard reason.isUpstreamFailure, machine.reason == nil else { return }
+        switch shared.policy.upstream.onFailure {
+        case .close:
+            break
+        case .reset:
+            resetClient = true
+        case .http502:
+            resetClient = false
+            respond(502, "Bad Gateway", "\(reason): \(detail ?? "")")
         }
     }
 
@@ -121,7 +207,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             return
         }
         upstreamAddress = target
-        let identity = shared.identity(for: target)
+        let identity = shared.identity(for: target, requestedHost: requestedHost)
         self.identity = identity
         let glue = GlueHandler(side: .upstream, events: self)
         upstreamGlue = glue
@@ -324,6 +410,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     }
 
     private func abort(_ reason: RelayReason, _ detail: String?) {
+        applyOnFailure(reason, detail)
         guard machine.abort(reason, detail) else { return }
         closeAll()
     }
@@ -331,6 +418,18 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     private func closeAll() {
         timer?.cancel()
         timer = nil
+        upstream?.close(promise: nil)
+        if let page = clientResponse {
+            // Answer, half-close, and give the client a moment to read before closing
+            // (closing with unread request bytes would send a RST over the answer).
+            clientResponse = nil
+            let client = self.client
+            client.writeAndFlush(page).whenComplete { _ in
+                client.close(mode: .output, promise: nil)
+                client.eventLoop.scheduleTask(in: .milliseconds(500)) { client.close(promise: nil) }
+            }
+            return
+        }
         if resetClient, let provider = client as? SocketOptionProvider {
             // SO_LINGER 0: close sends RST, so the client sees an error, not a clean end.
             provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
@@ -339,7 +438,6 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         } else {
             client.close(promise: nil)
         }
-        upstream?.close(promise: nil)
     }
 
     private func finishIfDone() {

@@ -20,6 +20,9 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
         case upstreamError = "upstream_error"
         case clientError = "client_error"
         case clientSpeaksTLS = "client_speaks_tls"
+        case badRequest = "bad_request"
+        case hostNotAllowed = "host_not_allowed"
+        case hostHeaderTimeout = "host_header_timeout"
         case shutdown
     }
     private let base: Base
@@ -42,6 +45,12 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
     public static let clientError = RelayReason(.clientError)
     /// The client sent a TLS ClientHello on the plain port: it already speaks TLS.
     public static let clientSpeaksTLS = RelayReason(.clientSpeaksTLS)
+    /// http-host: the request head was malformed, had no or several Host headers, or was too large (400).
+    public static let badRequest = RelayReason(.badRequest)
+    /// http-host: the Host is not in the policy's allowed_names (403).
+    public static let hostNotAllowed = RelayReason(.hostNotAllowed)
+    /// http-host: no whole request head within host_header_timeout (408).
+    public static let hostHeaderTimeout = RelayReason(.hostHeaderTimeout)
     public static let shutdown = RelayReason(.shutdown)
 
     public var description: String { base.rawValue }
@@ -51,9 +60,18 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
     public var result: String {
         switch base {
         case .completed, .idleTimeout, .shutdown: return "ok"
-        case .notRedirected, .destinationIsGateway, .destinationNotInPolicy, .maxConnections, .clientSpeaksTLS:
+        case .notRedirected, .destinationIsGateway, .destinationNotInPolicy, .maxConnections, .clientSpeaksTLS,
+            .badRequest, .hostNotAllowed, .hostHeaderTimeout:
             return "refused"
         default: return "failed"
         }
+    }
+}
+
+extension RelayReason {
+    /// Whether the upstream side failed (connect or TLS): what `on_failure` applies to.
+    var isUpstreamFailure: Bool {
+        [.connectTimeout, .connectRefused, .connectFailed, .tlsVerifyFailed, .tlsHandshakeFailed, .handshakeTimeout]
+            .contains(self)
     }
 }

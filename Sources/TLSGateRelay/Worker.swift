@@ -52,10 +52,6 @@ public final class Worker: Sendable {
     private let addressRefresh = NIOLockedValueBox<RepeatedTask?>(nil)
 
     public init(policy: Policy, options: WorkerOptions, logger: Logger) throws {
-        if case .httpHost = policy.upstream.serverName {
-            throw WorkerError(
-                "\(policy.sourcePath): server_name = \"http-host\" is not supported by this version; name the server")
-        }
         let tlsContext: TLSContext
         do {
             tlsContext = try TLSContext(configuration: TLSClientConfiguration(policy: policy))
@@ -71,6 +67,11 @@ public final class Worker: Sendable {
             policy: policy, tlsContext: tlsContext, logger: logger, localAddresses: LocalAddresses.current(),
             transparent: options.transparent)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+        if policy.tls.isLegacy {
+            logger.warning(
+                "legacy TLS allowed: this policy accepts versions below TLS 1.2 and runs OpenSSL at security level 0",
+                metadata: ["min_version": "\(policy.tls.minVersion.rawValue)"])
+        }
     }
 
     /// Starts accepting; returns the address the worker listens on.

@@ -33,14 +33,14 @@ final class WorkerShared: Sendable {
     }
 
     /// The name the certificate must carry (and SNI), from the policy.
-    func identity(for target: SocketAddress) -> TLSPeerIdentity {
+    /// - Parameter requestedHost: the request's Host, for `server_name = "http-host"`.
+    func identity(for target: SocketAddress, requestedHost: String?) -> TLSPeerIdentity {
+        let name: String
         switch policy.upstream.serverName {
-        case .fixed(let name):
-            return IPAddress(name) != nil ? .ipAddress(name) : .dnsName(name)
-        case .httpHost:
-            // Not reachable: Worker.init refuses http-host policies until Host sniffing lands.
-            return .ipAddress(target.ipAddress ?? "")
+        case .fixed(let fixed): name = fixed
+        case .httpHost: name = requestedHost ?? target.ipAddress ?? ""
         }
+        return IPAddress(name) != nil ? .ipAddress(name) : .dnsName(name)
     }
 }
 
@@ -55,10 +55,32 @@ extension TLSClientConfiguration {
             case .tls1_3: return .tls1_3
             }
         }
+        let tls = policy.tls
+        let ocsp: OCSPMode
+        switch tls.ocsp {
+        case .off: ocsp = .off
+        case .ifStapled: ocsp = .ifStapled
+        case .requireStapled: ocsp = .requireStapled
+        }
         self.init(
-            trustSystem: policy.tls.trustSystem,
-            caFiles: policy.tls.caFiles,
-            minVersion: version(policy.tls.minVersion),
-            maxVersion: policy.tls.maxVersion.map(version))
+            trustSystem: tls.trustSystem,
+            caFiles: tls.caFiles,
+            minVersion: version(tls.minVersion),
+            maxVersion: tls.maxVersion.map(version),
+            alpn: tls.alpn,
+            alpnRequired: tls.alpnRequired,
+            verifyDepth: tls.verifyDepth,
+            acceptedNames: tls.acceptedNames,
+            // Validated by the policy loader: every pin decodes.
+            pins: TLSClientConfiguration.decodePins(tls.pins) ?? [],
+            pinOnly: tls.pinOnly,
+            crlFiles: tls.crlFiles,
+            ocsp: ocsp,
+            ciphers: tls.ciphers,
+            ciphersuites: tls.ciphersuites,
+            groups: tls.groups,
+            signatureAlgorithms: tls.signatureAlgorithms,
+            clientCertificate: tls.clientCertificate,
+            clientKey: tls.clientKey)
     }
 }

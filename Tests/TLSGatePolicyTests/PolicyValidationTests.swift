@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import TLSGatePolicy
@@ -59,10 +60,67 @@ import Testing
         }
     }
 
-    @Test func plannedKeysSaySo() throws {
-        #expect(try diagnostics(basePolicy + "\n[tls]\npins = []") == [
-            "p.toml:9: unknown key \"pins\" ([tls] pins is not supported yet)"
+    @Test func verificationKeys() throws {
+        let pin = "sha256/" + String(repeating: "A", count: 43) + "="
+        #expect(try diagnostics(basePolicy + "\n[tls]\npins = [\"\(pin)\", \"\(pin)\"]") == [
+            "p.toml:9: warning: pins lists \"\(pin)\" twice"
         ])
+        #expect(try diagnostics(basePolicy + "\n[tls]\npins = [\"sha256/AAAA\"]") == [
+            "p.toml:9: pins: \"sha256/AAAA\" is not \"sha256/\" and the base64 of a 32-byte SPKI SHA-256 digest (openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)"
+        ])
+        #expect(try diagnostics(basePolicy + "\n[tls]\npin_only = true") == [
+            "p.toml:9: pin_only = true needs pins: list the SPKI pins that identify the server"
+        ])
+        #expect(try diagnostics(basePolicy + "\n[tls]\nocsp = \"required\"") == [
+            "p.toml:9: ocsp must be \"off\", \"if-stapled\" or \"require-stapled\", got \"required\""
+        ])
+        #expect(try diagnostics(basePolicy + "\n[tls]\nalpn_required = true") == [
+            "p.toml:9: alpn_required = true needs alpn: list the protocols to offer"
+        ])
+        #expect(try diagnostics(basePolicy + "\n[tls]\nciphersuites = \"TLS_AES_256_GCM_SHA384:TLS_FOO\"") == [
+            "p.toml:9: ciphersuites: \"TLS_FOO\" is not a TLS 1.3 suite (TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_CCM_SHA256, TLS_AES_128_CCM_8_SHA256)"
+        ])
+        #expect(try diagnostics(basePolicy + "\n[tls]\nclient_certificate = \"c.pem\"") == [
+            "p.toml:9: client_certificate needs client_key: the certificate's private key (PEM, chmod 600)",
+            "p.toml:9: client_certificate: cannot read \"c.pem\": No such file or directory",
+        ].map { $0 })
+        #expect(try diagnostics(basePolicy + "\n[tls]\nverify_depth = 0") == [
+            "p.toml:9: verify_depth must be between 1 and 32, got 0"
+        ])
+        #expect(try diagnostics(basePolicy + "\n[upstream2]\n").count == 1)
+    }
+
+    @Test func clientKeyMustBePrivate() throws {
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        let key = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+        let directory = try Fixtures.folder([
+            "p.toml": basePolicy + "\n[tls]\nclient_certificate = \"c.pem\"\nclient_key = \"k.pem\"\n",
+            "c.pem": cert, "k.pem": key,
+        ])
+        defer { Fixtures.remove(directory) }
+        chmod(directory + "/k.pem", 0o644)
+        let (_, open) = PolicyLoader.loadFile(directory + "/p.toml")
+        #expect(open.map(\.description) == [
+            "\(directory)/p.toml:10: client_key \"\(directory)/k.pem\" is readable by group or others (mode 0644): chmod 600 \(directory)/k.pem"
+        ])
+        chmod(directory + "/k.pem", 0o600)
+        let (policy, closed) = PolicyLoader.loadFile(directory + "/p.toml")
+        #expect(closed == [])
+        #expect(policy?.tls.clientKey == directory + "/k.pem")
+        #expect(policy?.tls.clientCertificate == directory + "/c.pem")
+    }
+
+    @Test func httpHostNeedsAllowedNames() throws {
+        #expect(try diagnostics(replacing("server_name = \"api.example.com\"", with: "server_name = \"http-host\"")) == [
+            "p.toml:7: server_name = \"http-host\" needs allowed_names: list the Host names clients may ask for, e.g. [\"api.example.com\"]"
+        ])
+        #expect(try diagnostics(replacing("server_name = \"api.example.com\"", with: "server_name = \"http-host\"\nallowed_names = [\"*.example.com\", \"a_b.example\"]")) == [
+            "p.toml:8: allowed_names: \"a_b.example\" is not a DNS name or \"*.\" wildcard: character \"_\" is not allowed (letters, digits, \"-\" and \".\" only)"
+        ])
+        #expect(try diagnostics(replacing("server_name = \"api.example.com\"", with: "server_name = \"api.example.com\"\nallowed_names = [\"a.example\"]")) == [
+            "p.toml:8: allowed_names only applies to server_name = \"http-host\""
+        ])
+        #expect(try diagnostics(replacing("server_name = \"api.example.com\"", with: "server_name = \"api.example.com\"\non_failure = \"http-502\"")) == [])
     }
 
     @Test func wrongTypes() throws {
@@ -151,13 +209,13 @@ import Testing
 
     @Test func tlsVersions() throws {
         #expect(try diagnostics(basePolicy + "\n[tls]\nmin_version = \"1.1\"") == [
-            "p.toml:9: min_version \"1.1\" is below the floor \"1.2\""
+            "p.toml:9: warning: min_version \"1.1\" is below \"1.2\": this policy runs OpenSSL at security level 0 for a legacy server"
         ])
         #expect(try diagnostics(basePolicy + "\n[tls]\nmin_version = \"1.3\"\nmax_version = \"1.2\"") == [
             "p.toml:10: max_version \"1.2\" is below min_version \"1.3\""
         ])
         #expect(try diagnostics(basePolicy + "\n[tls]\nmax_version = \"1.4\"") == [
-            "p.toml:9: max_version \"1.4\" is not a TLS version: use \"1.2\" or \"1.3\""
+            "p.toml:9: max_version \"1.4\" is not a TLS version: use \"1.2\" or \"1.3\" (\"1.0\" and \"1.1\" for legacy servers)"
         ])
         #expect(try diagnostics(basePolicy + "\n[tls]\nmin_version = \"1.3\"\nmax_version = \"1.3\"") == [])
         #expect(TLSProtocolVersion.tls1_2 < .tls1_3)

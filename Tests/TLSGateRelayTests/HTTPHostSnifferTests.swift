@@ -33,7 +33,8 @@ import Testing
         #expect(sniff("GET / HTTP/1.1\r\nHost: a_b.test\r\n\r\n") == .bad("Host header \"a_b.test\" is not a host name"))
         #expect(sniff("GET / HTTP/1.1\r\nHost: a.test:http\r\n\r\n") == .bad("malformed Host header"))
         #expect(sniff("GET / SPDY/3\r\nHost: a.test\r\n\r\n") == .bad("not an HTTP/1.x request line"))
-        #expect(sniff("\u{16}\u{03}\u{01}\u{02}\u{00} hello") == .bad("not an HTTP request"))
+        #expect(sniff("\u{16}\u{03}\u{01}\u{02}\u{00} hello") == .bad(HTTPHostSniffer.clientHello))
+        #expect(sniff("\u{01}\u{02} hello") == .bad("not an HTTP request"))
         #expect(sniff("GET / HTTP/1.1\r\nHost: a.test\r\nX: " + String(repeating: "y", count: 600), max: 512)
             == .bad("request head larger than 512 bytes"))
     }
