@@ -237,7 +237,9 @@ public final class Supervisor: @unchecked Sendable {
             for policy in policies {
                 if var slot = slots[policy.name] {
                     let effective = resolved(policy)
-                    guard slot.policy != effective || oldConfig.workers != newConfig.workers || oldConfig.log != newConfig.log
+                    // A policy with CRLs always gets a fresh worker: the files may have new contents.
+                    guard slot.policy != effective || !effective.tls.crlFiles.isEmpty
+                        || oldConfig.workers != newConfig.workers || oldConfig.log != newConfig.log
                     else { continue }
                     slot.source = policy
                     slot.policy = effective
