@@ -65,6 +65,10 @@ struct RunCommand: ParsableCommand {
         // Privileges first: nothing below runs as root.
         do {
             try dropPrivileges(gatewayConfig, logger: logger)
+        } catch let error as ValidationError {
+            // A configuration problem (root without user, unknown account): exit 2.
+            FileHandle.standardError.write(Data("tlsgate run: \(error)\n".utf8))
+            throw ExitCode(2)
         } catch {
             FileHandle.standardError.write(Data("tlsgate run: \(error)\n".utf8))
             throw ExitCode(1)
@@ -99,7 +103,12 @@ struct RunCommand: ParsableCommand {
                     --allow-root overrides this for debugging.
                     """)
             }
-            let account = try Privileges.lookup(user: user)
+            let account: Privileges.Account
+            do {
+                account = try Privileges.lookup(user: user)
+            } catch {
+                throw ValidationError("\(config.sourcePath): user = \"\(user)\": \(error)")
+            }
             try Privileges.becomeGateway(account)
             logger.info("running as \(account.name) with CAP_NET_ADMIN only", metadata: ["uid": "\(account.uid)"])
         } else {
