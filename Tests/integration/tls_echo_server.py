@@ -96,6 +96,9 @@ def main():
     p.add_argument("--greeting", default="", help="sent right after the handshake")
     p.add_argument("--accept-log", default="")
     p.add_argument("--max-seconds", type=float, default=600.0)
+    p.add_argument("--weak", action="store_true", help="allow weak certificates (security level 0)")
+    p.add_argument("--alpn", default="", help="comma-separated protocols the server accepts")
+    p.add_argument("--client-ca", default="", help="require a client certificate from this CA")
     p.add_argument("--io-timeout", type=float, default=30.0)
     args = p.parse_args()
 
@@ -105,7 +108,14 @@ def main():
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     ctx.minimum_version = VERSIONS[args.min_version]
     ctx.maximum_version = VERSIONS[args.max_version]
+    if args.weak:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     ctx.load_cert_chain(args.cert, args.key)
+    if args.alpn:
+        ctx.set_alpn_protocols(args.alpn.split(","))
+    if args.client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(args.client_ca)
 
     family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
     srv = socket.socket(family, socket.SOCK_STREAM)
