@@ -364,3 +364,27 @@ def test_root_without_user_is_refused(lab, gateway, gateway_dir):
     assert g.proc.wait(timeout=30) == 2, g.log()
     assert "refusing to run as root" in g.log() and "AmbientCapabilities=CAP_NET_ADMIN" in g.log(), g.log()
     assert g.table() is None
+
+
+def test_workers_exit_when_the_supervisor_dies_and_a_stale_table_is_replaced(lab, tls_server, plain_client, gateway,
+                                                                              gateway_dir):
+    tls_server("good", "198.19.0.10")
+    ca = gateway_dir / "root.pem"
+    g = gateway({"web": policy_text(["198.19.0.10/32"], ca=ca)})
+    workers = g.workers()
+    assert workers
+    g.proc.send_signal(signal.SIGKILL)
+    g.proc.wait(timeout=10)
+    # The control pipe closed: every worker drains (nothing open here) and exits.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path("/proc/%d" % p).exists() for p in workers):
+        time.sleep(0.1)
+    assert not any(Path("/proc/%d" % p).exists() for p in workers), workers
+    # SIGKILL left the table behind; the next start replaces it and works.
+    assert g.table() is not None
+    g2 = gateway({"web": policy_text(["198.19.0.10/32"], ca=ca)})
+    assert "replacing a stale nftables table" in g2.log(), g2.log()
+    res = plain_client("198.19.0.10", 80, nbytes=1024, timeout=20)
+    assert not _intact(res), res
+    assert g2.stop() == 0
+    assert g2.table() is None
