@@ -305,3 +305,25 @@ def test_http_host_allowed_and_disallowed(lab, pki, server, gate):
     assert reply.startswith(b"HTTP/1.1 400 Bad Request") and b"missing Host header" in reply, reply
     recs = w.wait_connections(3)
     assert [r["reason"] for r in recs] == ["completed", "host_not_allowed", "bad_request"], recs
+
+
+def test_probe_shows_chain_checks_and_verdict(lab, pki, server, tmp_path):
+    _require_worker()
+    good = server(str(pki / "good-chain.pem"), str(pki / "good.key"))
+    wrong = server(str(pki / "wrongname-chain.pem"), str(pki / "wrongname.key"))
+    pin = spki_pin(str(pki / "intermediate.pem"))
+    policy = tmp_path / "probe.toml"
+    policy.write_text('[match]\nnetworks = ["%s/32", "%s/32"]\nport = 80\n[upstream]\nport = 443\n'
+                      'server_name = "good.test"\n[tls]\ntrust = "%s"\npins = ["%s"]\n'
+                      % (good, wrong, pki / "root.pem", pin))
+    ok = lab.run(lab.gw, [TLSGATE_BIN, "probe", "--policy", policy, "--address", good], check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "cert 0: subject CN=good.test" in ok.stdout and "cert 1: subject CN=tlsgate test intermediate" in ok.stdout
+    assert "pin     %s" % pin in ok.stdout
+    assert "check pins: ok" in ok.stdout and "verdict: ACCEPTED" in ok.stdout, ok.stdout
+    bad = lab.run(lab.gw, [TLSGATE_BIN, "probe", "--policy", policy, "--address", wrong], check=False)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "check certificate: FAILED: hostname mismatch" in bad.stdout
+    assert "verdict: REFUSED: hostname mismatch" in bad.stdout, bad.stdout
+    usage = lab.run(lab.gw, [TLSGATE_BIN, "probe", "--policy", policy], check=False)
+    assert usage.returncode == 2 and "give --address" in usage.stderr, usage.stdout + usage.stderr
