@@ -301,8 +301,7 @@ struct PolicyFileDecoder {
         if let value = value("tls", "pins") {
             if let items = strings(value, key: "pins", example: "[\"sha256/BASE64\"]") {
                 for (text, line) in items {
-                    guard text.hasPrefix("sha256/"), let digest = Base64Text.decode(String(text.dropFirst(7))),
-                        digest.count == 32
+                    guard let digest = TLSRule.pinDigest(text), digest.count == 32
                     else {
                         error(line, "pins: \(quoted(text)) is not \"sha256/\" and the base64 of a 32-byte SPKI SHA-256 digest (openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)")
                         ok = false

@@ -1,3 +1,5 @@
+import Foundation
+
 /// `[tls]`: how the server's certificate is verified. Verification cannot be turned off.
 public struct TLSRule: Sendable, Hashable, Codable {
     /// `trust` includes `"system"`: trust the system's CA store. Default when `trust` is absent.
@@ -41,6 +43,15 @@ public struct TLSRule: Sendable, Hashable, Codable {
 
     public static let defaultVerifyDepth = 10
     public static let verifyDepthRange = 1...32
+
+    /// The SHA-256 digests behind `pins` (the loader accepts only pins that decode to 32 bytes).
+    public var pinDigests: [[UInt8]] { pins.compactMap(Self.pinDigest) }
+
+    /// `"sha256/BASE64"` → the digest bytes; nil when it is not that form.
+    static func pinDigest(_ pin: String) -> [UInt8]? {
+        guard pin.hasPrefix("sha256/"), let data = Data(base64Encoded: String(pin.dropFirst(7))) else { return nil }
+        return [UInt8](data)
+    }
 
     /// Below TLS 1.2: the worker runs this policy at OpenSSL security level 0.
     public var isLegacy: Bool { minVersion < .floor }

@@ -71,8 +71,7 @@ extension TLSClientConfiguration {
             alpnRequired: tls.alpnRequired,
             verifyDepth: tls.verifyDepth,
             acceptedNames: tls.acceptedNames,
-            // Validated by the policy loader: every pin decodes.
-            pins: TLSClientConfiguration.decodePins(tls.pins) ?? [],
+            pins: tls.pinDigests,
             pinOnly: tls.pinOnly,
             crlFiles: tls.crlFiles,
             ocsp: ocsp,

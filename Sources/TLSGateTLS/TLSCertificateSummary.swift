@@ -47,7 +47,7 @@ extension String {
     }
 }
 
-/// Standard base64 (RFC 4648, with padding), for pins.
+/// Standard base64 (RFC 4648, with padding), for showing pins.
 enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
@@ -65,36 +65,5 @@ enum Base64 {
             i += 3
         }
         return out
-    }
-
-    static func decode(_ text: String) -> [UInt8]? {
-        var values: [UInt8] = []
-        for ch in text where ch != "=" {
-            guard let index = alphabet.firstIndex(of: ch) else { return nil }
-            values.append(UInt8(index))
-        }
-        var out: [UInt8] = []
-        var i = 0
-        while i + 1 < values.count {
-            out.append(values[i] << 2 | values[i + 1] >> 4)
-            if i + 2 < values.count { out.append((values[i + 1] & 0xf) << 4 | values[i + 2] >> 2) }
-            if i + 3 < values.count { out.append((values[i + 2] & 0x3) << 6 | values[i + 3]) }
-            i += 4
-        }
-        return out
-    }
-}
-
-extension TLSClientConfiguration {
-    /// Decodes policy pins ("sha256/BASE64") into digests; nil when one is malformed.
-    public static func decodePins(_ pins: [String]) -> [[UInt8]]? {
-        var result: [[UInt8]] = []
-        for pin in pins {
-            guard pin.hasPrefix("sha256/"), let digest = Base64.decode(String(pin.dropFirst(7))), digest.count == 32 else {
-                return nil
-            }
-            result.append(digest)
-        }
-        return result
     }
 }
