@@ -27,7 +27,7 @@ cd "$repo"
 export PATH=/opt/swift/usr/bin:/usr/sbin:/sbin:/usr/bin:/bin:$PATH
 PY=/usr/bin/python3
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 QUICK=0 DURATION="" SIZE_MIB="" CONNS="" CONC=50 ONLY="tlsgate,haproxy,stunnel,direct"
 while [ $# -gt 0 ]; do
