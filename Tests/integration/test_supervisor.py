@@ -388,3 +388,15 @@ def test_workers_exit_when_the_supervisor_dies_and_a_stale_table_is_replaced(lab
     assert not _intact(res), res
     assert g2.stop() == 0
     assert g2.table() is None
+
+
+def test_local_mode_upgrades_the_gateways_own_connections(lab, tls_server, gateway, gateway_dir):
+    tls_server("good", "198.19.0.10")
+    g = gateway({"web": policy_text(["198.19.0.10/32"], ca=gateway_dir / "root.pem")}, mode="local")
+    table = g.table()
+    assert table and "hook output" in table and "meta skuid != %d" % pwd.getpwnam("tlsgate").pw_uid in table, table
+    from conftest import PLAIN_CLIENT
+    r = lab.run(lab.gw, [PY, PLAIN_CLIENT, "198.19.0.10", "80", "--bytes", "4096", "--timeout", "20"], timeout=40)
+    res = json.loads(r.stdout.splitlines()[0])
+    assert res["error"] is None and res["recv_sha256"] == res["sent_sha256"], (res, g.log())
+    assert "dst=198.19.0.10:80" in g.log() and "result=ok" in g.log(), g.log()

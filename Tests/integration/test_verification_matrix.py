@@ -327,3 +327,26 @@ def test_probe_shows_chain_checks_and_verdict(lab, pki, server, tmp_path):
     assert "verdict: REFUSED: hostname mismatch" in bad.stdout, bad.stdout
     usage = lab.run(lab.gw, [TLSGATE_BIN, "probe", "--policy", policy], check=False)
     assert usage.returncode == 2 and "give --address" in usage.stderr, usage.stdout + usage.stderr
+
+
+def test_legacy_server_with_a_legacy_policy(lab, pki, server, gate):
+    address = server(str(pki / "good-chain.pem"), str(pki / "good.key"), min_version="1.0", max_version="1.1")
+    strict = gate(address, trust=str(pki / "root.pem"))
+    expect_refused(lab, strict, address, "tls_handshake_failed", "protocol", "version")
+    strict.stop()
+    legacy = gate(address, trust=str(pki / "root.pem"), tls='min_version = "1.0"')
+    assert "legacy TLS allowed" in legacy.log_text(), legacy.log_text()
+    rec = expect_ok(lab, legacy, address)
+    assert rec["tls_version"] in ("TLSv1", "TLSv1.1"), rec
+
+
+def test_cipher_suites_and_groups_are_applied(lab, pki, server, gate):
+    address = server(str(pki / "good-chain.pem"), str(pki / "good.key"))
+    w = gate(address, trust=str(pki / "root.pem"),
+             tls='ciphersuites = "TLS_CHACHA20_POLY1305_SHA256"\ngroups = "P-384"')
+    rec = expect_ok(lab, w, address)
+    assert rec["cipher"] == "TLS_CHACHA20_POLY1305_SHA256", rec
+    w.stop()
+    tls12 = gate(address, trust=str(pki / "root.pem"), tls='max_version = "1.2"\nciphers = "ECDHE-ECDSA-CHACHA20-POLY1305"')
+    rec = expect_ok(lab, tls12, address)
+    assert rec["cipher"] == "ECDHE-ECDSA-CHACHA20-POLY1305", rec
