@@ -202,20 +202,35 @@ struct Pair {
         #expect(pair.recorder.handshake?.version == "TLSv1.2")
     }
 
-    @Test func secondConnectionResumes() throws {
+    @Test func ticketsAreUsedOnceAndRefilled() throws {
         let pki = TestPKI.shared
         let context = try TLSContext(configuration: TLSClientConfiguration(trustSystem: false, caFiles: [pki.path("root.pem")]))
         let serverContext = InMemoryTLSServer.Context(certificate: pki.path("good.pem"), key: pki.path("good.key"))
+        let key = "test|good.test"
         let first = try Pair(server: InMemoryTLSServer(context: serverContext), context: context)
         try first.pump()
         // TLS 1.3 tickets arrive after the handshake, with the first application data.
         try first.deliver(first.server.send(Array("hello".utf8)))
         #expect(first.recorder.handshake?.resumed == false)
         #expect(context.sessions.count == 1)
+        let tickets = context.sessions.sessions(for: key)
+        #expect(tickets == 2)  // OpenSSL servers send two after a full handshake
 
+        // Two connections at once each take their own ticket, and both resume.
         let second = try Pair(server: InMemoryTLSServer(context: serverContext), context: context)
+        let third = try Pair(server: InMemoryTLSServer(context: serverContext), context: context)
+        #expect(context.sessions.sessions(for: key) == 0)
         try second.pump()
+        try third.pump()
         #expect(second.recorder.handshake?.resumed == true)
+        #expect(third.recorder.handshake?.resumed == true)
+        // Each resumed connection brings a fresh ticket back.
+        try second.deliver(second.server.send(Array("a".utf8)))
+        try third.deliver(third.server.send(Array("b".utf8)))
+        #expect(context.sessions.sessions(for: key) == 2)
+        let fourth = try Pair(server: InMemoryTLSServer(context: serverContext), context: context)
+        try fourth.pump()
+        #expect(fourth.recorder.handshake?.resumed == true)
     }
 
     @Test func missingCAFileIsAConfigurationError() {
