@@ -24,7 +24,9 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// Upper bound of plaintext delivered in one channelRead.
     static let maxPlaintextChunk = 256 * 1024
-    static let readSize = 16 * 1024
+    /// The least room given to one SSL_read: small, so an idle connection keeps a small
+    /// buffer (40 KiB per idle relayed connection instead of 58 with 16 KiB, bench --quick).
+    static let readSize = 4 * 1024
 
     private let tlsContext: TLSContext
     private let identity: TLSPeerIdentity
