@@ -37,6 +37,8 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
     private var pendingFlush = false
     private var firedRead = false
+    /// The server has sent application data (so a later error is not about the handshake).
+    private var receivedApplicationData = false
     private var writePromises: [EventLoopPromise<Void>] = []
 
     /// - Parameters:
@@ -229,6 +231,13 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
                 flushOutbound(context: context)
                 context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
             }
+        case .failed(let error) where error.kind == .protocolError && !receivedApplicationData:
+            // TLS 1.3: the client's Finished ends its handshake before the server has checked
+            // the client's certificate; a refusal arrives as an alert right after. Before any
+            // application data, that is a handshake failure, not a broken stream.
+            fail(context: context, error: TLSError(
+                kind: .handshakeFailed, reasons: error.reasons, context: "the server refused the handshake after it completed",
+                peerCertificate: error.peerCertificate))
         case .failed(let error):
             fail(context: context, error: error)
         case .wantRead, .bytes:
@@ -238,6 +247,7 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private func deliverPlaintext(context: ChannelHandlerContext) {
         guard plaintext.readableBytes > 0 else { return }
+        receivedApplicationData = true
         let chunk = plaintext
         plaintext.moveReaderIndex(to: plaintext.writerIndex)
         firedRead = true
