@@ -36,7 +36,7 @@ ADDR = {
     "untrusted": "198.19.0.18", "revoked": "198.19.0.19", "sha1": "198.19.0.20", "rsa1024": "198.19.0.21",
     "clientonly": "198.19.0.22", "tls12only": "198.19.0.23", "tls13only": "198.19.0.24", "mtls13": "198.19.0.25",
     "mtls12": "198.19.0.26", "alpn-h2": "198.19.0.27", "staple-good": "198.19.0.28",
-    "staple-revoked": "198.19.0.29", "nostaple": "198.19.0.30",
+    "staple-revoked": "198.19.0.29", "deep": "198.19.0.30",
 }
 PAYLOAD = b"hello through tlsgate\n"
 
@@ -108,7 +108,7 @@ def servers(lab, mpki, tmp_path_factory):
         spec("mtls13", "good", client_ca=m("root.pem"), min="1.3"),
         spec("mtls12", "good", client_ca=m("root.pem"), max="1.2"),
         spec("alpn-h2", "good", alpn=["h2"]),
-        spec("nostaple", "good"),
+        spec("deep", "deep"),
     ]
     config = d / "servers.json"
     config.write_text(json.dumps(specs, indent=1))
@@ -229,13 +229,19 @@ def expect_relayed(lab, w, address, payload=PAYLOAD, sni="good.test"):
 
 
 def expect_refused(lab, w, address, reason, details, result="failed", payload=PAYLOAD):
-    """The client gets no byte (the gateway closes or resets it, never a hang) and the
-    worker logs reason + detail."""
+    """The worker logs reason + detail, relays nothing, and the client gets no byte."""
     res = connect(lab, address, payload)
-    assert res["recv"] == b"" and res["end"] in ("eof", "reset"), (res, w.log_text())
     rec = the_record(w)
     assert (rec.get("result"), rec.get("reason")) == (result, reason), rec
     detail_has(rec, details)
+    assert rec.get("bytes_down") == "0", rec
+    if reason == "tls_verify_failed":
+        # Nothing the client sent may reach a server that was not verified.
+        assert rec.get("bytes_up") == "0", rec
+    # on_failure = "close" (the default): no byte, and an end, never a hang. Not only FIN:
+    # the gateway closes with the client's request still unread, so the kernel often sends
+    # RST (see test_on_failure for the deterministic cases).
+    assert res["recv"] == b"" and res["end"] in ("eof", "reset"), (res, w.log_text())
     audits = audit_lines(w)
     if reason == "tls_verify_failed":
         assert len(audits) == 1, "one `certificate rejected` line expected:\n" + w.log_text()
@@ -322,6 +328,20 @@ def test_certificate_rejected_audit_line(srv, verify_error, code, not_after, lab
     assert a.get("cert_spki_pin") == spki_pin(leaf), a
 
 
+@pytest.mark.parametrize("srv,depth,ok", [
+    ("good", 1, True),    # OpenSSL's depth: CA certificates above the leaf, below the anchor
+    ("deep", 2, True),
+    ("deep", 1, False),
+], ids=["one-intermediate-depth-1", "two-intermediates-depth-2", "two-intermediates-depth-1"])
+def test_verify_depth(srv, depth, ok, lab, mpki, servers, gate):
+    address = ADDR[srv]
+    w = gate(address, tls="verify_depth = %d" % depth)
+    if ok:
+        expect_relayed(lab, w, address)
+    else:
+        expect_refused(lab, w, address, "tls_verify_failed", "certificate chain too long")
+
+
 def test_accepted_names_rescue_a_wrong_host(lab, mpki, servers, gate):
     address = ADDR["wronghost"]
     w = gate(address, tls='accepted_names = ["other.test"]')
@@ -350,9 +370,9 @@ HTTP_GET = b"GET / HTTP/1.0\r\nHost: good.test\r\n\r\n"
 @pytest.mark.parametrize("srv,ocsp,reason,details", [
     ("staple-revoked", "if-stapled", "tls_verify_failed", ("certificate revoked (stapled OCSP",)),
     ("staple-revoked", "require-stapled", "tls_verify_failed", ("certificate revoked (stapled OCSP",)),
-    ("nostaple", "require-stapled", "tls_verify_failed",
+    ("good", "require-stapled", "tls_verify_failed",
      ("the server stapled no OCSP response (ocsp = require-stapled)",)),
-    ("nostaple", "if-stapled", None, ()),
+    ("good", "if-stapled", None, ()),
     ("staple-good", "require-stapled", None, ()),
 ], ids=["revoked-staple-if-stapled", "revoked-staple-require-stapled", "no-staple-require-stapled",
         "no-staple-if-stapled", "good-staple-require-stapled"])
@@ -364,7 +384,7 @@ def test_ocsp_staple(srv, ocsp, reason, details, lab, mpki, servers, gate):
         if "revoked" in srv:
             detail_has(rec, "keyCompromise")
         return
-    if srv == "nostaple":
+    if srv == "good":  # a Python server: no staple
         expect_relayed(lab, w, address)
         return
     # openssl s_server -www answers the GET with a status page, then closes.
@@ -450,6 +470,21 @@ def test_mtls_without_client_certificate(srv, details, lab, mpki, servers, gate)
     expect_refused(lab, w, address, "tls_handshake_failed", details)
     failed = server_saw(servers, srv, before, "handshake-failed")
     assert failed and "certificate" in failed[0]["error"].lower(), servers.events(srv)[before:]
+
+
+def test_mtls_refusal_gets_the_502_page(lab, mpki, servers, gate):
+    """TLS 1.3: the server's `certificate required` alert comes after the gateway's Finished;
+    it is still an upstream failure, so on_failure = "http-502" applies."""
+    address = ADDR["mtls13"]
+    w = gate(address, upstream='on_failure = "http-502"')
+    r = lab.run(lab.client, [PY, CLIENT, address, "80", HTTP_GET.hex(), "--no-half-close", "--timeout", "8"],
+                timeout=25)
+    res = json.loads(r.stdout)
+    got = bytes.fromhex(res["recv_hex"])
+    rec = the_record(w)
+    assert (rec.get("result"), rec.get("reason")) == ("failed", "tls_handshake_failed"), rec
+    detail_has(rec, "certificate required")
+    assert got.startswith(b"HTTP/1.1 502 Bad Gateway\r\n") and b"tls_handshake_failed" in got, (res, w.log_text())
 
 
 def test_mtls_client_key_must_be_private(lab, mpki, servers, tmp_path, worker_bin):
@@ -548,16 +583,26 @@ def test_http_host_header_timeout(lab, mpki, servers, gate):
 
 @pytest.mark.parametrize("on_failure", ["close", "reset", "http-502"])
 def test_on_failure(on_failure, lab, mpki, servers, gate):
+    """What the client gets when the server fails verification. For close/reset the client
+    sends nothing and waits (with unread client bytes, Linux turns any close into a RST);
+    for http-502 it sends its request first, as a browser would."""
     address = ADDR["expired"]
     w = gate(address, upstream='on_failure = "%s"' % on_failure)
-    res = connect(lab, address)
+    payload = HTTP_GET if on_failure == "http-502" else b""
+    r = lab.run(lab.client, [PY, CLIENT, address, "80", payload.hex(), "--no-half-close", "--timeout", "8"],
+                timeout=25)
+    res = json.loads(r.stdout)
+    got = bytes.fromhex(res["recv_hex"])
     rec = the_record(w)
     assert (rec.get("result"), rec.get("reason")) == ("failed", "tls_verify_failed"), rec
     detail_has(rec, "certificate has expired")
+    assert rec.get("bytes_up") == "0", rec
+    assert res["seconds"] < 5, res
     if on_failure == "http-502":
-        assert res["recv"].startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), res
-        assert b"tls_verify_failed: certificate has expired" in res["recv"], res
-        assert b"BEGIN" not in res["recv"] and b"PRIVATE" not in res["recv"], res
+        assert got.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), res
+        assert b"policy: matrix" in got and b"tls_verify_failed: certificate has expired" in got, got
+        assert b"BEGIN" not in got and b"PRIVATE" not in got, got
+        assert res["end"] == "eof", res
     else:
-        assert res["recv"] == b"", res
+        assert got == b"", res
         assert res["end"] == ("reset" if on_failure == "reset" else "eof"), res

@@ -26,6 +26,8 @@
 #   selfsigned.pem/.key/-chain.pem        self-signed DNS:good.test
 #   untrusted-root.pem/.key               a root nobody trusts; untrusted.pem/.key issued by it,
 #                                         untrusted-chain.pem = leaf + that root
+#   deep.pem/.key, deep-chain.pem         DNS:good.test under root > deepca1 > deepca2 (chain = leaf +
+#                                         both CAs): 3 certificates above the leaf, root included
 #   crl.pem                               the intermediate's current CRL (revoked listed)
 #   crl-expired.pem                       a CRL whose nextUpdate passed (2020-01-02)
 #   ocsp-stapled.der, ocsp-revoked.der    OCSP responses signed by the intermediate, 1 day
@@ -144,6 +146,18 @@ ec_key client.key
 issue int client "tlsgate matrix client" "$LEAF\nextendedKeyUsage = clientAuth" "$NOW_MINUS" "$IN_ONE_YEAR"
 cat client.pem intermediate.pem > client-chain.pem
 
+# --- a longer chain for verify_depth: root > deepca1 > deepca2 > deep (served with both CAs)
+CA_EXT='basicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always'
+ec_key deepca1.key
+issue root deepca1 "tlsgate matrix deep CA 1" "$CA_EXT" 20190101000000Z 20450101000000Z
+ca_db deep1 deepca1.pem deepca1.key
+ec_key deepca2.key
+issue deep1 deepca2 "tlsgate matrix deep CA 2" "$CA_EXT" 20190101000000Z 20450101000000Z
+ca_db deep2 deepca2.pem deepca2.key
+ec_key deep.key
+issue deep2 deep good.test "$SERVER\nsubjectAltName = DNS:good.test" "$NOW_MINUS" "$IN_ONE_YEAR"
+cat deep.pem deepca2.pem deepca1.pem > deep-chain.pem
+
 # --- self-signed leaf, and a whole hierarchy nobody trusts
 ec_key selfsigned.key
 ca_db self selfsigned.pem selfsigned.key
@@ -207,6 +221,8 @@ expect "CRL has expired" $U -crl_check -CRLfile crl-expired.pem good.pem
 expect "certificate purpose" $U -purpose sslserver clientonly.pem
 expect ": OK" $U -purpose sslclient client.pem
 expect "too weak" $U -auth_level 1 sha1.pem
+expect ": OK" -untrusted deep-chain.pem -verify_depth 2 -verify_hostname good.test deep.pem
+expect "certificate chain too long" -untrusted deep-chain.pem -verify_depth 1 deep.pem
 expect "too weak" $U -auth_level 2 rsa1024.pem
 }
 openssl ocsp -respin ocsp-stapled.der -resp_text -noverify 2>/dev/null | grep -q "Cert Status: good" \
