@@ -28,6 +28,7 @@ PKI_SCRIPT = MATRIX / "make-badssl-pki.sh"
 SERVER = MATRIX / "matrix_server.py"
 CLIENT = MATRIX / "matrix_client.py"
 TLS_PORT = 8443  # not 443: the other test files' servers bind 198.19.0.10..30:443
+ALT_PORT = 8444  # second servers on some addresses (all 21 addresses have one already)
 
 # One address per server. The IP SAN leaf names its own address.
 ADDR = {
@@ -96,6 +97,9 @@ def servers(lab, mpki, tmp_path_factory):
         s.update(kw)
         return s
 
+    mitm_leaf, mitm_int = d / "mitm-leaf-chain.pem", d / "mitm-int-chain.pem"
+    mitm_leaf.write_bytes((mpki / "untrusted.pem").read_bytes() + (mpki / "selfsigned.pem").read_bytes())
+    mitm_int.write_bytes((mpki / "untrusted.pem").read_bytes() + (mpki / "intermediate.pem").read_bytes())
     specs = [
         spec("good", "good"),
         dict(spec("leafonly", "good"), cert=m("good.pem")),  # the leaf without its intermediate
@@ -109,6 +113,12 @@ def servers(lab, mpki, tmp_path_factory):
         spec("mtls12", "good", client_ca=m("root.pem"), max="1.2"),
         spec("alpn-h2", "good", alpn=["h2"]),
         spec("deep", "deep"),
+        # An impostor for a pin_only policy: its own certificate and key for good.test, with
+        # the pinned (public) certificate of the real server appended to its chain.
+        dict(name="mitm-pinned-leaf", bind=ADDR["selfsigned"], port=ALT_PORT, cert=str(mitm_leaf),
+             key=m("untrusted.key")),
+        dict(name="mitm-pinned-intermediate", bind=ADDR["good"], port=ALT_PORT, cert=str(mitm_int),
+             key=m("untrusted.key")),
     ]
     config = d / "servers.json"
     config.write_text(json.dumps(specs, indent=1))
@@ -120,16 +130,17 @@ def servers(lab, mpki, tmp_path_factory):
     try:
         _wait_ready(proc, "matrix TLS servers")
         logs = {}
-        for name, leaf, response in (("staple-good", "stapled", "ocsp-stapled.der"),
-                                     ("staple-revoked", "revoked", "ocsp-revoked.der")):
-            log = d / ("s_server-%s.log" % name)
+        for name, leaf, response, port in (("staple-good", "stapled", "ocsp-stapled.der", TLS_PORT),
+                                           ("staple-revoked", "revoked", "ocsp-revoked.der", TLS_PORT),
+                                           ("staple-good", "stapled", "ocsp-revoked.der", ALT_PORT)):
+            log = d / ("s_server-%s-%d.log" % (name, port))
             with open(log, "wb") as f:
                 p = _popen(lab.exec_argv(lab.server, [
-                    "openssl", "s_server", "-accept", "%s:%d" % (ADDR[name], TLS_PORT), "-cert", m(leaf + ".pem"),
+                    "openssl", "s_server", "-accept", "%s:%d" % (ADDR[name], port), "-cert", m(leaf + ".pem"),
                     "-key", m(leaf + ".key"), "-cert_chain", m("intermediate.pem"), "-status_file", m(response),
                     "-www"]), stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
             procs.append(p)
-            logs[name] = log
+            logs[(name, port)] = log
             deadline = time.monotonic() + 10
             while b"ACCEPT" not in log.read_bytes():
                 if p.poll() is not None or time.monotonic() > deadline:
@@ -144,13 +155,13 @@ def servers(lab, mpki, tmp_path_factory):
 
 # --------------------------------------------------------------------------- worker per case
 
-def policy_text(address, mpki, server_name="good.test", upstream="", tls="", trust=True):
+def policy_text(address, mpki, server_name="good.test", upstream="", tls="", trust=True, port=TLS_PORT):
     """A whole policy file: the match on `address`:80, upstream port 8443, [tls] trusting
     the matrix root (unless trust=False), plus raw extra lines for [upstream] and [tls]."""
     return ('[match]\nnetworks = ["%s/32"]\nport = 80\n\n'
             '[upstream]\nport = %d\nserver_name = "%s"\nconnect_timeout = "3s"\n%s\n\n'
             '[tls]\n%s%s\n'
-            % (address, TLS_PORT, server_name, upstream,
+            % (address, port, server_name, upstream,
                ('trust = "%s"\n' % (mpki / "root.pem")) if trust else "", tls))
 
 
@@ -354,7 +365,8 @@ def test_accepted_names_rescue_a_wrong_host(lab, mpki, servers, gate):
     ("revoked", "crl.pem", "tls_verify_failed", ("certificate revoked",)),
     ("good", "crl.pem", None, ()),
     ("good", "crl-expired.pem", "tls_verify_failed", ("CRL has expired",)),
-], ids=["revoked-by-crl", "not-revoked-current-crl", "expired-crl"])
+    ("deep", "crl.pem", "tls_verify_failed", ("unable to get certificate CRL",)),  # no CRL from the leaf's issuer
+], ids=["revoked-by-crl", "not-revoked-current-crl", "expired-crl", "no-crl-for-the-issuer"])
 def test_crl(srv, crl, reason, details, lab, mpki, servers, gate):
     address = ADDR[srv]
     w = gate(address, tls='crl = ["%s"]' % (mpki / crl))
@@ -374,14 +386,17 @@ HTTP_GET = b"GET / HTTP/1.0\r\nHost: good.test\r\n\r\n"
      ("the server stapled no OCSP response (ocsp = require-stapled)",)),
     ("good", "if-stapled", None, ()),
     ("staple-good", "require-stapled", None, ()),
+    ("staple-other-cert", "if-stapled", "tls_verify_failed",
+     ("stapled OCSP response does not cover the server's certificate",)),
 ], ids=["revoked-staple-if-stapled", "revoked-staple-require-stapled", "no-staple-require-stapled",
-        "no-staple-if-stapled", "good-staple-require-stapled"])
+        "no-staple-if-stapled", "good-staple-require-stapled", "staple-for-another-certificate"])
 def test_ocsp_staple(srv, ocsp, reason, details, lab, mpki, servers, gate):
-    address = ADDR[srv]
-    w = gate(address, tls='ocsp = "%s"' % ocsp)
+    # staple-other-cert: the "stapled" leaf served with the response made for "revoked".
+    address, port = (ADDR["staple-good"], ALT_PORT) if srv == "staple-other-cert" else (ADDR[srv], TLS_PORT)
+    w = gate(address, tls='ocsp = "%s"' % ocsp, port=port)
     if reason is not None:
         rec = expect_refused(lab, w, address, reason, details, payload=HTTP_GET)
-        if "revoked" in srv:
+        if srv == "staple-revoked":
             detail_has(rec, "keyCompromise")
         return
     if srv == "good":  # a Python server: no staple
@@ -409,14 +424,17 @@ def pin_of(mpki, *names):
     ("selfsigned", ("selfsigned",), True, True),
     ("selfsigned", ("wronghost",), True, False),
     ("selfsigned", ("selfsigned",), False, False),       # pinned but not pin_only: the chain still counts
+    ("expired", ("expired",), True, False),              # pin_only still checks the leaf's dates
 ], ids=["leaf-pin", "intermediate-pin", "root-backup-pin", "pin-mismatch", "pin-only-self-signed",
-        "pin-only-mismatch", "pinned-self-signed-without-pin-only"])
+        "pin-only-mismatch", "pinned-self-signed-without-pin-only", "pin-only-expired-leaf"])
 def test_pins(srv, pins, pin_only, ok, lab, mpki, servers, gate):
     address = ADDR[srv]
     tls = pin_of(mpki, *pins) + ("\npin_only = true" if pin_only else "")
     w = gate(address, tls=tls, trust=not pin_only)
     if ok:
         expect_relayed(lab, w, address)
+    elif srv == "expired":
+        expect_refused(lab, w, address, "tls_verify_failed", "certificate has expired")
     elif pin_only:
         expect_refused(lab, w, address, "tls_verify_failed",
                        "no certificate the server presented matches the policy's pins (pin_only)")
@@ -424,6 +442,25 @@ def test_pins(srv, pins, pin_only, ok, lab, mpki, servers, gate):
         expect_refused(lab, w, address, "tls_verify_failed", "self-signed certificate")
     else:
         expect_refused(lab, w, address, "tls_verify_failed", "no certificate of the verified chain matches the policy's pins")
+
+
+@pytest.mark.parametrize("srv,address,pinned", [
+    ("mitm-pinned-leaf", ADDR["selfsigned"], "selfsigned"),
+    ("mitm-pinned-intermediate", ADDR["good"], "intermediate"),
+], ids=["pinned-leaf-appended", "pinned-intermediate-appended"])
+def test_pin_only_impostor_with_the_pinned_certificate_appended(srv, address, pinned, lab, mpki, servers, gate):
+    """A pin must bind the key that signed the handshake. A man in the middle has the real
+    server's certificate (it is public) but not its key: it presents its own leaf and key
+    and appends the pinned certificate to its chain. pin_only must refuse it."""
+    before = len(servers.events(srv))
+    w = gate(address, tls=pin_of(mpki, pinned) + "\npin_only = true", trust=False, port=ALT_PORT)
+    res = connect(lab, address)
+    rec = the_record(w)
+    assert server_saw(servers, srv, before, "accept"), "the impostor was not reached"
+    assert rec.get("reason") == "tls_verify_failed" and "pin" in rec.get("detail", "").lower(), \
+        "pin_only accepted a server whose leaf key is not pinned (the pinned certificate was only appended " \
+        "to its chain): client got %r; record %r" % (res, rec)
+    assert res["recv"] == b"" and rec.get("bytes_up") == "0", (res, rec)
 
 
 # --------------------------------------------------------------------------- protocol versions
