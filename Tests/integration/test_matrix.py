@@ -132,7 +132,9 @@ def servers(lab, mpki, tmp_path_factory):
         logs = {}
         for name, leaf, response, port in (("staple-good", "stapled", "ocsp-stapled.der", TLS_PORT),
                                            ("staple-revoked", "revoked", "ocsp-revoked.der", TLS_PORT),
-                                           ("staple-good", "stapled", "ocsp-revoked.der", ALT_PORT)):
+                                           ("staple-good", "stapled", "ocsp-revoked.der", ALT_PORT),
+                                           ("staple-revoked", "stapled", "ocsp-badsigner.der", ALT_PORT),
+                                           ("alpn-h2", "stapled", "ocsp-unknown.der", ALT_PORT)):
             log = d / ("s_server-%s-%d.log" % (name, port))
             with open(log, "wb") as f:
                 p = _popen(lab.exec_argv(lab.server, [
@@ -388,11 +390,19 @@ HTTP_GET = b"GET / HTTP/1.0\r\nHost: good.test\r\n\r\n"
     ("staple-good", "require-stapled", None, ()),
     ("staple-other-cert", "if-stapled", "tls_verify_failed",
      ("stapled OCSP response does not cover the server's certificate",)),
+    ("staple-bad-signer", "if-stapled", "tls_verify_failed", ("stapled OCSP response signature does not verify",)),
+    ("staple-unknown", "if-stapled", "tls_verify_failed", ("stapled OCSP status is unknown",)),
 ], ids=["revoked-staple-if-stapled", "revoked-staple-require-stapled", "no-staple-require-stapled",
-        "no-staple-if-stapled", "good-staple-require-stapled", "staple-for-another-certificate"])
+        "no-staple-if-stapled", "good-staple-require-stapled", "staple-for-another-certificate",
+        "staple-signed-by-a-non-responder", "staple-status-unknown"])
 def test_ocsp_staple(srv, ocsp, reason, details, lab, mpki, servers, gate):
-    # staple-other-cert: the "stapled" leaf served with the response made for "revoked".
-    address, port = (ADDR["staple-good"], ALT_PORT) if srv == "staple-other-cert" else (ADDR[srv], TLS_PORT)
+    # The "stapled" leaf served by s_server on ALT_PORT with a wrong staple: the response
+    # made for "revoked", one signed by a plain leaf's key, one saying "unknown".
+    address, port = {
+        "staple-other-cert": (ADDR["staple-good"], ALT_PORT),
+        "staple-bad-signer": (ADDR["staple-revoked"], ALT_PORT),
+        "staple-unknown": (ADDR["alpn-h2"], ALT_PORT),
+    }.get(srv, (ADDR.get(srv), TLS_PORT))
     w = gate(address, tls='ocsp = "%s"' % ocsp, port=port)
     if reason is not None:
         rec = expect_refused(lab, w, address, reason, details, payload=HTTP_GET)

@@ -31,6 +31,8 @@
 #   crl.pem                               the intermediate's current CRL (revoked listed)
 #   crl-expired.pem                       a CRL whose nextUpdate passed (2020-01-02)
 #   ocsp-stapled.der, ocsp-revoked.der    OCSP responses signed by the intermediate, 1 day
+#   ocsp-badsigner.der                    "good" for stapled, signed by wronghost (not a responder)
+#   ocsp-unknown.der                      "unknown" for stapled
 #
 # Checks every verdict with `openssl verify` before touching OUTDIR/.complete; idempotent.
 set -euo pipefail
@@ -187,6 +189,13 @@ for name in stapled revoked; do
   quiet openssl ocsp -index db-int/index.txt -CA intermediate.pem -rsigner intermediate.pem -rkey intermediate.key \
     -issuer intermediate.pem -cert "$name.pem" -ndays 1 -respout "ocsp-$name.der"
 done
+# Bad staples for "stapled": signed by a certificate that is neither the issuer nor a
+# delegated OCSP signer, and "unknown" (answered from an empty index).
+quiet openssl ocsp -index db-int/index.txt -CA intermediate.pem -rsigner wronghost.pem -rkey wronghost.key \
+  -issuer intermediate.pem -cert stapled.pem -ndays 1 -respout ocsp-badsigner.der
+: > empty-index.txt
+quiet openssl ocsp -index empty-index.txt -CA intermediate.pem -rsigner intermediate.pem -rkey intermediate.key \
+  -issuer intermediate.pem -cert stapled.pem -ndays 1 -respout ocsp-unknown.der
 chmod 600 ./*.key
 rm -f last-error.txt
 
@@ -229,6 +238,8 @@ openssl ocsp -respin ocsp-stapled.der -resp_text -noverify 2>/dev/null | grep -q
   || { echo "make-badssl-pki.sh: self-check: ocsp-stapled.der is not 'good'" >&2; fail=1; }
 openssl ocsp -respin ocsp-revoked.der -resp_text -noverify 2>/dev/null | grep -q "Cert Status: revoked" \
   || { echo "make-badssl-pki.sh: self-check: ocsp-revoked.der is not 'revoked'" >&2; fail=1; }
+openssl ocsp -respin ocsp-unknown.der -resp_text -noverify 2>/dev/null | grep -q "Cert Status: unknown" \
+  || { echo "make-badssl-pki.sh: self-check: ocsp-unknown.der is not 'unknown'" >&2; fail=1; }
 [ "$fail" -eq 0 ] || exit 1
 touch .complete
 echo "make-badssl-pki.sh: matrix PKI written to $out"
