@@ -8,6 +8,7 @@ the connection, and prints one JSON object: {"recv_hex", "end": "eof"|"reset"|"t
 "error", "error", "seconds"}. Bounded by --timeout.
 """
 import argparse
+import errno
 import json
 import socket
 import sys
@@ -37,12 +38,14 @@ def main():
                 break
             got += b
         s.close()
-    except ConnectionResetError as e:
+    except (ConnectionResetError, BrokenPipeError) as e:
         end, err = "reset", str(e)
     except socket.timeout as e:
         end, err = "timeout", str(e)
     except OSError as e:
-        end, err = "error", str(e)
+        # ENOTCONN: the gateway's RST arrived before our half-close, so shutdown() finds no
+        # connection any more.
+        end, err = ("reset" if e.errno == errno.ENOTCONN else "error"), str(e)
     print(json.dumps({"recv_hex": got.hex(), "end": end, "error": err,
                       "seconds": round(time.monotonic() - t0, 3)}))
     return 0
