@@ -1,9 +1,10 @@
 """A badssl-style matrix through the real `tlsgate worker` (see conftest.py for the lab).
 
 Its own PKI (matrix/make-badssl-pki.sh: root > intermediate > one leaf per case, CRLs, OCSP
-responses), one TLS server per case on its own address 198.19.0.10..30 port 8443 (all
-Python listeners in one matrix/matrix_server.py process, plus `openssl s_server` for OCSP
-staples), one worker per case with its own policy, and a plain client in the client
+responses), one TLS server per case on its own address 198.19.0.10..30 port 8443 (a few
+more on port 8444; all Python listeners in one matrix/matrix_server.py process, plus
+`openssl s_server -www` for OCSP staples), one worker per case with its own policy
+(`tlsgate check` first), and a plain client (matrix/matrix_client.py) in the client
 namespace going through the nft redirect of port 80.
 
 Every case asserts what the client got (its bytes echoed over verified TLS, or nothing /
@@ -12,7 +13,7 @@ an HTTP error page) AND the worker's `connection closed` line: result, reason an
 audit line. Needs root; skipped otherwise, failed under CI (conftest's rules).
 """
 import json
-import os
+import select
 import shlex
 import subprocess
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PY, TLSGATE_BIN, Worker, _popen, _stop_process, _wait_ready
+from conftest import PY, Worker, _popen, _stop_process
 
 HERE = Path(__file__).resolve().parent
 MATRIX = HERE / "matrix"
@@ -87,7 +88,7 @@ class Servers:
 
 @pytest.fixture(scope="module")
 def servers(lab, mpki, tmp_path_factory):
-    """Every Python TLS server of the matrix in one process, plus two `openssl s_server -www`
+    """Every Python TLS server of the matrix in one process, plus five `openssl s_server -www`
     stapling OCSP responses; all stopped at the end of the module."""
     d = tmp_path_factory.mktemp("badssl-servers")
     m = lambda f: str(mpki / f)  # noqa: E731
@@ -124,11 +125,19 @@ def servers(lab, mpki, tmp_path_factory):
     config.write_text(json.dumps(specs, indent=1))
     events = d / "events.log"
     procs = []
-    proc = _popen(lab.exec_argv(lab.server, [PY, SERVER, config, events, "--max-seconds", "900"]),
-                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    errors = d / "matrix_server.stderr"
+    with open(errors, "wb") as errf:
+        proc = _popen(lab.exec_argv(lab.server, [PY, SERVER, config, events, "--max-seconds", "900"]),
+                      stdout=subprocess.PIPE, stderr=errf)
     procs.append(proc)
     try:
-        _wait_ready(proc, "matrix TLS servers")
+        deadline, out = time.monotonic() + 15, b""
+        while b"ready" not in out:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("matrix_server.py did not start: %s %s" % (out, errors.read_text(errors="replace")),
+                            pytrace=False)
+            if select.select([proc.stdout], [], [], 0.2)[0]:
+                out += proc.stdout.read1(4096)
         logs = {}
         for name, leaf, response, port in (("staple-good", "stapled", "ocsp-stapled.der", TLS_PORT),
                                            ("staple-revoked", "revoked", "ocsp-revoked.der", TLS_PORT),
