@@ -97,23 +97,7 @@ final class TLSConnection {
         guard let leaf = X509_STORE_CTX_get0_cert(store) else { return 0 }
         peerCertificate = TLSCertificateSummary(leaf)
         if configuration.pinOnly {
-            var presented = [leaf]
-            let untrusted = X509_STORE_CTX_get0_untrusted(store)
-            for i in 0..<tg_ssl_sk_x509_num(untrusted) {
-                if let cert = tg_ssl_sk_x509_value(untrusted, i) { presented.append(cert) }
-            }
-            guard presented.contains(where: isPinned) else {
-                return refuse(store, "no certificate the server presented matches the policy's pins (pin_only)")
-            }
-            if X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0 {
-                X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_HAS_EXPIRED)
-                return 0
-            }
-            if X509_cmp_current_time(X509_get0_notBefore(leaf)) >= 0 {
-                X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_NOT_YET_VALID)
-                return 0
-            }
-            return 1
+            return verifyPinOnly(store, leaf: leaf)
         }
         guard X509_verify_cert(store) == 1 else { return 0 }
         guard identityMatches(leaf) else {
@@ -138,6 +122,44 @@ final class TLSConnection {
             }
         }
         return 1
+    }
+
+    /// `pin_only`: the presented chain must lead, by its signatures, from the leaf (whose key
+    /// signed the handshake) to a pinned certificate; a pinned certificate merely appended to
+    /// someone else's chain proves nothing. Dates, purpose and depth are checked as usual.
+    private func verifyPinOnly(_ store: OpaquePointer, leaf: OpaquePointer) -> Int32 {
+        var presented = [leaf]
+        let untrusted = X509_STORE_CTX_get0_untrusted(store)
+        for i in 0..<tg_ssl_sk_x509_num(untrusted) {
+            if let cert = tg_ssl_sk_x509_value(untrusted, i) { presented.append(cert) }
+        }
+        let pinned = presented.filter(isPinned)
+        guard !pinned.isEmpty else {
+            return refuse(store, "no certificate the server presented matches the policy's pins (pin_only)")
+        }
+        guard let anchors = X509_STORE_new() else { return refuse(store, "out of memory") }
+        defer { X509_STORE_free(anchors) }
+        for cert in pinned { _ = X509_STORE_add_cert(anchors, cert) }
+        X509_STORE_set_flags(anchors, UInt(X509_V_FLAG_PARTIAL_CHAIN))
+        X509_STORE_set_depth(anchors, Int32(max(1, context.configuration.verifyDepth)))
+        guard let check = X509_STORE_CTX_new() else { return refuse(store, "out of memory") }
+        defer { X509_STORE_CTX_free(check) }
+        guard X509_STORE_CTX_init(check, anchors, leaf, untrusted) == 1 else {
+            return refuse(store, "cannot check the chain against the pins")
+        }
+        _ = X509_STORE_CTX_set_default(check, "ssl_server")
+        if X509_verify_cert(check) == 1 { return 1 }
+        let code = X509_STORE_CTX_get_error(check)
+        OpenSSLErrorQueue.clear()
+        switch code {
+        case X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_INVALID_PURPOSE,
+            X509_V_ERR_CERT_CHAIN_TOO_LONG:
+            X509_STORE_CTX_set_error(store, code)
+            return 0
+        default:
+            let why = String(cString: X509_verify_cert_error_string(Int(code)))
+            return refuse(store, "the server's certificate does not chain to a pinned certificate (pin_only): \(why)")
+        }
     }
 
     private func refuse(_ store: OpaquePointer, _ detail: String) -> Int32 {
