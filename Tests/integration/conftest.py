@@ -17,6 +17,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -416,14 +417,16 @@ def worker(lab, pki, worker_bin, tmp_path, request):
 @pytest.fixture
 def plain_client(lab):
     """plain_client(host, port=80, nbytes=1024, connections=1, timeout=30, expect_prefix=None,
-    read_delay=0, hold=0, background=False) -> list of result dicts (one per connection), run
+    read_delay=0, hold=0, send_over=0, background=False) -> list of result dicts (one per connection), run
     in the client namespace. background=True returns a callable that waits for the results."""
 
     def run(host, port=80, nbytes=1024, connections=1, timeout=30.0, expect_prefix=None, read_delay=0.0,
-            hold=0.0, background=False):
+            hold=0.0, send_over=0.0, background=False):
         argv = [PY, PLAIN_CLIENT, host, str(port), "--bytes", str(nbytes),
                 "--connections", str(connections), "--timeout", str(timeout),
                 "--read-delay", str(read_delay), "--hold", str(hold)]
+        if send_over:
+            argv += ["--send-over", str(send_over)]
         if expect_prefix is not None:
             argv += ["--expect-prefix", expect_prefix]
         if background:
@@ -449,3 +452,245 @@ def plain_client(lab):
         return res
 
     return run
+
+
+# --------------------------------------------------------------------------- gateway (`tlsgate run`)
+#
+# The supervisor in the gw namespace, started as root and switching to the account
+# "tlsgate" (CAP_NET_ADMIN only). Used by test_gateway.py. (test_supervisor.py still has
+# its own fixtures of the same names, which take precedence in that module.)
+
+GATEWAY_ACCOUNT = "tlsgate"
+
+
+@pytest.fixture(scope="session")
+def tlsgate_account():
+    """The system account the gateway switches to; created if missing (and left: it is
+    part of an installation, like the one Scripts/demo.sh creates)."""
+    import pwd
+    _require_root()
+    try:
+        return pwd.getpwnam(GATEWAY_ACCOUNT)
+    except KeyError:
+        pass
+    r = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        GATEWAY_ACCOUNT], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        unavailable("cannot create the account %s: %s" % (GATEWAY_ACCOUNT, r.stderr.strip()))
+    return pwd.getpwnam(GATEWAY_ACCOUNT)
+
+
+def gateway_policy(networks, ca, port=80, upstream_port=443, server_name="good.test", connect_timeout="3s",
+                   deny_direct=False, extra=""):
+    """A policy file's text for `tlsgate run` (one [match], [upstream], [tls], [firewall])."""
+    nets = ", ".join('"%s"' % n for n in networks)
+    return ('[match]\nnetworks = [%s]\nport = %d\n\n'
+            '[upstream]\nport = %d\nserver_name = "%s"\nconnect_timeout = "%s"\n\n'
+            '[tls]\ntrust = "%s"\n\n'
+            '[firewall]\ndeny_direct = %s\n%s'
+            % (nets, port, upstream_port, server_name, connect_timeout, ca,
+               "true" if deny_direct else "false", extra))
+
+
+def pid_alive(pid):
+    """True if pid is a live (non-zombie) process."""
+    try:
+        text = Path("/proc/%d/stat" % pid).read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    # "pid (comm) S ...": the state follows the last ')'.
+    return text[text.rindex(")") + 2] != "Z"
+
+
+def proc_status(pid):
+    fields = {}
+    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+class Gateway:
+    """A running (or exited) `tlsgate run` and its log (stderr, workers' lines included)."""
+
+    def __init__(self, lab, proc, log_path, root, log_format="text"):
+        self.lab, self.proc, self.log_path, self.root = lab, proc, Path(log_path), root
+        self.log_format = log_format
+        self.policies = root / "policies"
+        self.config = root / "tlsgate.toml"
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def records(self, msg=None):
+        """Parsed log lines (text format), optionally only those whose message starts with msg."""
+        recs = [parse_text_log_line(l) for l in self.log().splitlines() if l.strip()]
+        if msg is not None:
+            recs = [r for r in recs if r.get("msg", "").startswith(msg)]
+        return recs
+
+    def wait_log(self, text, timeout=20.0, count=1):
+        """Wait (bounded) until the log contains text count times."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log().count(text) >= count:
+                return
+            if self.proc.poll() is not None and self.log().count(text) < count:
+                break
+            time.sleep(0.05)
+        if self.log().count(text) >= count:
+            return
+        raise AssertionError("gateway log never said %r (x%d) within %.0fs; exit %s; log:\n%s"
+                             % (text, count, timeout, self.proc.poll(), self.log()))
+
+    def wait_records(self, msg, count, timeout=20.0, **match):
+        """Wait (bounded) for count log records with message msg and the given key=values."""
+        deadline = time.monotonic() + timeout
+        while True:
+            recs = [r for r in self.records(msg) if all(r.get(k) == v for k, v in match.items())]
+            if len(recs) >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert len(recs) >= count, ("expected %d %r lines with %r, got %d; log:\n%s"
+                                    % (count, msg, match, len(recs), self.log()))
+        return recs
+
+    def connections(self, **match):
+        return [r for r in self.records("connection closed") if all(r.get(k) == v for k, v in match.items())]
+
+    def listen_port(self, policy):
+        recs = [r for r in self.records("policy listening") if r.get("policy") == policy]
+        return int(recs[-1]["listen_port"]) if recs else None
+
+    def worker_pids(self, policy=None):
+        """Every worker pid the supervisor logged as started (for policy), oldest first."""
+        return [int(r["pid"]) for r in self.records("worker started")
+                if policy is None or r.get("policy") == policy]
+
+    def worker_for(self, policy):
+        pids = self.worker_pids(policy)
+        return pids[-1] if pids else None
+
+    def wait_workers_listening(self, pids=None, timeout=20.0):
+        """Wait (bounded) until each worker (default: every one started) logged
+        `worker listening ... pid=PID`, i.e. has dropped its privileges and accepts."""
+        pids = set(self.worker_pids() if pids is None else pids)
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = {int(r["pid"]) for r in self.records("worker listening") if r.get("pid", "").isdigit()}
+            if pids <= ready or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert pids <= ready, "workers %r never logged 'worker listening'; log:\n%s" % (sorted(pids - ready),
+                                                                                        self.log())
+
+    def children(self):
+        """The supervisor's live worker processes, from /proc (its other short-lived
+        children, e.g. the `nft` it runs to apply the rules, are left out)."""
+        pid = self.proc.pid
+        out = set()
+        for task in Path("/proc/%d/task" % pid).glob("*") if Path("/proc/%d" % pid).exists() else []:
+            try:
+                out.update(int(p) for p in (task / "children").read_text().split())
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
+        return sorted(p for p in out if pid_alive(p) and _is_worker(p))
+
+    def table(self):
+        """`nft list table inet tlsgate` in the gw namespace, or None if there is none."""
+        r = self.lab.run(self.lab.gw, ["nft", "list", "table", "inet", "tlsgate"], check=False)
+        return r.stdout if r.returncode == 0 else None
+
+    def hup(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self, timeout=20.0):
+        return _stop_process(self.proc, timeout)
+
+
+def _is_worker(pid):
+    try:
+        argv = Path("/proc/%d/cmdline" % pid).read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return len(argv) > 1 and argv[0].endswith(b"tlsgate") and argv[1] == b"worker"
+
+
+def _is_tlsgate(pid):
+    try:
+        return b"tlsgate" in Path("/proc/%d/cmdline" % pid).read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.fixture
+def gateway_dir(tmp_path, pki, tlsgate_account):
+    """A 0755 folder the unprivileged gateway and workers can read: root.pem (the test CA)
+    and policies/. Removed at teardown."""
+    _require_worker()
+    root = Path(tempfile.mkdtemp(prefix="tlsgate-gw-%d-" % os.getpid(), dir="/tmp"))
+    (root / "policies").mkdir()
+    shutil.copy(pki / "root.pem", root / "root.pem")
+    for p in (root, root / "policies"):
+        p.chmod(0o755)
+    (root / "root.pem").chmod(0o644)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def gateway(lab, gateway_dir, request):
+    """gateway(policies={name: toml}, mode="redirect", user="tlsgate", extra="", wait=True,
+    args=(), from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s") -> Gateway running
+    `tlsgate run` in the gw namespace (stderr to a file, attached to the report).
+    `extra` is appended to the config after the [workers] table.
+    Teardown on every path: SIGTERM (then SIGKILL) the supervisor, SIGKILL any worker it
+    left, delete the inet tlsgate table and the TPROXY routing rules."""
+    running = []
+
+    def start(policies, mode="redirect", user=GATEWAY_ACCOUNT, extra="", wait=True, args=(),
+              from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s"):
+        for name, text in policies.items():
+            (gateway_dir / "policies" / ("%s.toml" % name)).write_text(text)
+        for f in (gateway_dir / "policies").iterdir():
+            f.chmod(0o644)
+        user_line = 'user = "%s"\n' % user if user else ""
+        (gateway_dir / "tlsgate.toml").write_text(
+            'policies = "policies"\n%s\n[intercept]\nmode = "%s"\nfrom = [%s]\n\n'
+            '[workers]\ndrain_timeout = "%s"\n%s'
+            % (user_line, mode, ", ".join('"%s"' % f for f in from_), drain_timeout, extra))
+        (gateway_dir / "tlsgate.toml").chmod(0o644)
+        log_path = gateway_dir / ("gateway-%d.log" % len(running))
+        with open(log_path, "wb") as logf:
+            proc = _popen(lab.exec_argv(lab.gw, [TLSGATE_BIN, "run", "--config", gateway_dir / "tlsgate.toml"]
+                                        + list(args)),
+                          stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
+        g = Gateway(lab, proc, log_path, gateway_dir)
+        running.append(g)
+        if wait:
+            # The supervisor logs "gateway started" once it has spawned the workers; each
+            # worker logs "worker listening" once it has dropped its privileges.
+            g.wait_log("gateway started")
+            g.wait_workers_listening()
+        return g
+
+    yield start
+    for i, g in enumerate(running):
+        g.stop()
+        for pid in g.worker_pids():
+            if pid_alive(pid) and _is_tlsgate(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        request.node.add_report_section("teardown", "gateway log %d" % i, g.log())
+    lab.run(lab.gw, ["nft", "delete", "table", "inet", "tlsgate"], check=False)
+    for fam in ("-4", "-6"):
+        for _ in range(4):  # bounded: at most a few leftover rules
+            r = lab.run(lab.gw, ["ip", fam, "rule", "del", "fwmark", "0x746c", "lookup", "7468"], check=False)
+            if r.returncode != 0:
+                break
+        lab.run(lab.gw, ["ip", fam, "route", "flush", "table", "7468"], check=False)

@@ -4,9 +4,11 @@
 Run in the lab's client namespace:
   ip netns exec tg-client /usr/bin/python3 plain_client.py HOST PORT \
       [--bytes N] [--connections K] [--timeout S] [--expect-prefix TEXT] [--read-delay S] [--hold S]
+      [--send-over S]
 
 For each of K concurrent connections: connects, sends N random bytes (from a sender
-thread, so the echo can flow back meanwhile), half-closes (shutdown(SHUT_WR)), reads
+thread, so the echo can flow back meanwhile; with --send-over S in 10 pieces spread over
+S seconds, a slow talker), half-closes (shutdown(SHUT_WR)), reads
 everything until EOF, and prints one JSON object per line:
   {"sent_sha256", "recv_sha256", "recv_len", "sent_len", "error", "recv_end_s", ...}
 (recv_end_s: seconds from connect until the receive side ended).
@@ -24,7 +26,7 @@ import threading
 import time
 
 
-def one(host, port, nbytes, deadline, prefix, read_delay=0.0, hold=0.0):
+def one(host, port, nbytes, deadline, prefix, read_delay=0.0, hold=0.0, send_over=0.0):
     res = {"sent_len": 0, "recv_len": 0, "sent_sha256": None, "recv_sha256": None, "error": None}
     data = os.urandom(nbytes)
     res["sent_sha256"] = hashlib.sha256(data).hexdigest()
@@ -43,11 +45,17 @@ def one(host, port, nbytes, deadline, prefix, read_delay=0.0, hold=0.0):
         try:
             view = memoryview(data)
             off = 0
-            while off < len(view):
-                s.settimeout(max(0.1, deadline - time.monotonic()))
-                n = s.send(view[off:off + 65536])
-                off += n
-                res["sent_len"] = off
+            pieces = 10 if send_over > 0 else 1
+            piece = max(1, -(-len(view) // pieces))
+            for k in range(pieces):
+                if k and send_over > 0:
+                    time.sleep(min(send_over / (pieces - 1), max(0.0, deadline - time.monotonic())))
+                end = min(len(view), (k + 1) * piece)
+                while off < end:
+                    s.settimeout(max(0.1, deadline - time.monotonic()))
+                    n = s.send(view[off:min(end, off + 65536)])
+                    off += n
+                    res["sent_len"] = off
             if hold > 0:
                 # Keep the connection open (idle) before half-closing; stop waiting if
                 # the gateway ends the connection meanwhile.
@@ -104,12 +112,15 @@ def main():
                    help="seconds to stay idle after sending, before the half-close")
     p.add_argument("--read-delay", type=float, default=0.0,
                    help="seconds to wait before reading the echo (back-pressure)")
+    p.add_argument("--send-over", type=float, default=0.0,
+                   help="send the bytes in 10 pieces spread over this many seconds (a slow talker)")
     args = p.parse_args()
     deadline = time.monotonic() + args.timeout
     results = [None] * args.connections
 
     def run(i):
-        results[i] = one(args.host, args.port, args.bytes, deadline, args.expect_prefix, args.read_delay, args.hold)
+        results[i] = one(args.host, args.port, args.bytes, deadline, args.expect_prefix, args.read_delay, args.hold,
+                         args.send_over)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(args.connections)]
     for t in threads:
