@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import TLSGatePolicy
 import TLSGateRelay
@@ -133,12 +134,21 @@ struct WorkerCommand: ParsableCommand {
             ])
 
         let stopped = DispatchSemaphore(value: 0)
+        // Signals and the control pipe can race (two SIGTERMs, SIGTERM then the supervisor
+        // gone): only the first one stops the worker; the others are logged and ignored.
+        let stopping = NIOLockedValueBox(false)
+        let firstStop: @Sendable () -> Bool = { stopping.withLockedValue { was -> Bool in defer { was = true }; return !was } }
         signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {
             signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            // A serial queue: a second signal waits for the first handler to return.
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue(label: "tlsgate.worker.signal"))
             source.setEventHandler {
+                guard firstStop() else {
+                    logger.info("worker already stopping", metadata: ["signal": "\(sig)"])
+                    return
+                }
                 logger.info("worker stopping", metadata: ["signal": "\(sig)", "open_connections": "\(worker.activeConnections)"])
                 let cut = worker.shutdown()
                 logger.info("worker stopped", metadata: ["cut_connections": "\(cut)"])
@@ -155,6 +165,7 @@ struct WorkerCommand: ParsableCommand {
                     let n = read(controlFd, &byte, 1)
                     if n == 0 || (n < 0 && errno != EINTR) { break }
                 }
+                guard firstStop() else { return }
                 logger.warning("supervisor gone; worker stopping", metadata: ["open_connections": "\(worker.activeConnections)"])
                 worker.shutdown()
                 stopped.signal()
