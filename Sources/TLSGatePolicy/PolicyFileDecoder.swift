@@ -161,15 +161,18 @@ struct PolicyFileDecoder {
             range: UpstreamRule.connectTimeoutRange)
         var ok = true
         var allowedNames: [String] = []
+        var allowedNamesEmpty = false
         if let value = value("upstream", "allowed_names") {
             if let items = strings(value, key: "allowed_names", example: "[\"api.example.com\", \"*.cdn.example.com\"]") {
+                allowedNamesEmpty = items.isEmpty
                 for (text, line) in items {
-                    let bare = text.hasPrefix("*.") ? String(text.dropFirst(2)) : text
-                    if let problem = DNSName.problem(with: bare) {
+                    if let problem = Self.wildcardNameProblem(text) {
                         error(line, "allowed_names: \(quoted(text)) is not a DNS name or \"*.\" wildcard: \(problem)")
                         ok = false
+                    } else if allowedNames.contains(Self.normalizedWildcardName(text)) {
+                        warning(line, "allowed_names lists \(quoted(text)) twice")
                     } else {
-                        allowedNames.append(text.lowercased())
+                        allowedNames.append(Self.normalizedWildcardName(text))
                     }
                 }
             } else {
@@ -185,7 +188,7 @@ struct PolicyFileDecoder {
                 "server_name = \"http-host\" needs allowed_names: list the Host names clients may ask for, e.g. [\"api.example.com\"]")
             ok = false
         }
-        if serverName == .httpHost && allowedNames.isEmpty, let value = value("upstream", "allowed_names") {
+        if serverName == .httpHost && allowedNamesEmpty, let value = value("upstream", "allowed_names") {
             error(value.line, "allowed_names is empty: list the Host names clients may ask for")
             ok = false
         }
@@ -284,12 +287,11 @@ struct PolicyFileDecoder {
                         acceptedNames.append(address.description)
                         continue
                     }
-                    let bare = text.hasPrefix("*.") ? String(text.dropFirst(2)) : text
-                    if let problem = DNSName.problem(with: bare) {
+                    if let problem = Self.wildcardNameProblem(text) {
                         error(line, "accepted_names: \(quoted(text)) is not a DNS name, \"*.\" wildcard or IP address: \(problem)")
                         ok = false
                     } else {
-                        acceptedNames.append(text.lowercased())
+                        acceptedNames.append(Self.normalizedWildcardName(text))
                     }
                 }
             } else {
@@ -326,7 +328,7 @@ struct PolicyFileDecoder {
                     ok = false
                 }
                 if flag, let trust = self.value("tls", "trust") {
-                    warning(trust.line, "trust is ignored with pin_only = true")
+                    warning(trust.line, "trust is ignored with pin_only")
                 }
             } else {
                 error(value.line, "pin_only must be true or false, got \(value.typeDescription)")
@@ -337,8 +339,13 @@ struct PolicyFileDecoder {
         var crlFiles: [String] = []
         if let value = value("tls", "crl") {
             let items: [(text: String, line: Int)]?
-            if let single = value.stringValue { items = [(single, value.line)] } else {
+            if let single = value.stringValue {
+                items = [(single, value.line)]
+            } else if value.arrayValue != nil {
                 items = strings(value, key: "crl", example: "[\"/etc/tlsgate/crl.pem\"]")
+            } else {
+                error(value.line, "crl must be a CRL file path (PEM) or an array of them, got \(value.typeDescription)")
+                items = nil
             }
             if let items {
                 for (text, line) in items {
@@ -367,11 +374,14 @@ struct PolicyFileDecoder {
             }
             return text
         }
-        let ciphers = list("ciphers", allowed: { $0.isASCII && !$0.isWhitespace && $0 != "\"" }, example: "ECDHE+AESGCM:ECDHE+CHACHA20")
+        let ciphers = list("ciphers", allowed: { $0.unicodeScalars.allSatisfy { (0x21...0x7e).contains($0.value) } }, example: "ECDHE+AESGCM:ECDHE+CHACHA20")
         let suites = list("ciphersuites", allowed: { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ":") }, example: "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")
         if let suites {
             let known = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256"]
-            for name in suites.split(separator: ":") where !known.contains(String(name)) {
+            var unknown: [String] = []
+            for name in suites.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            where !known.contains(name) && !unknown.contains(name) {
+                unknown.append(name)
                 error(value("tls", "ciphersuites")?.line, "ciphersuites: \(quoted(String(name))) is not a TLS 1.3 suite (\(known.joined(separator: ", ")))")
                 ok = false
             }
@@ -383,8 +393,8 @@ struct PolicyFileDecoder {
         if let value = value("tls", "alpn") {
             if let items = strings(value, key: "alpn", example: "[\"h2\", \"http/1.1\"]") {
                 for (text, line) in items {
-                    guard (1...255).contains(text.utf8.count), text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
-                        error(line, "alpn: \(quoted(text)) is not a protocol name (1 to 255 printable characters)")
+                    guard (1...255).contains(text.utf8.count), text.utf8.allSatisfy({ (0x20...0x7e).contains($0) }) else {
+                        error(line, "alpn: \(quoted(text)) is not a protocol name (1 to 255 printable ASCII characters)")
                         ok = false
                         continue
                     }
@@ -464,11 +474,31 @@ struct PolicyFileDecoder {
         let shown = PathText.join(PathText.directory(of: file), text)
         var info = stat()
         if stat(shown, &info) == 0, info.st_mode & 0o077 != 0 {
-            let mode = String(info.st_mode & 0o777, radix: 8)
-            error(line, "client_key \(quoted(shown)) is readable by group or others (mode 0\(mode)): chmod 600 \(shown)")
+            let digits = String(info.st_mode & 0o777, radix: 8)
+            let mode = String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+            error(line, "client_key \(quoted(shown)) is readable by group or others (mode \(mode)): chmod 600 \(shown)")
             return nil
         }
-        return pemFile(text, key: "client_key", marker: "PRIVATE KEY-----", line: line)
+        guard let path = pemFile(text, key: "client_key", marker: "PRIVATE KEY-----", line: line) else { return nil }
+        let bytes = (try? TextFile.readBytes(path, limit: 64 << 20)) ?? []
+        if ["-----BEGIN ENCRYPTED PRIVATE KEY-----", "Proc-Type: 4,ENCRYPTED"].contains(where: { Self.contains(bytes, Array($0.utf8)) }) {
+            error(line, "client_key \(quoted(shown)) is encrypted: tlsgate cannot ask for a passphrase; store it decrypted (openssl pkey -in \(shown) -out KEY.pem) and chmod 600")
+            return nil
+        }
+        return path
+    }
+
+    /// Nil if `text` is a DNS name or a `*.` wildcard over one (one leading `*` label only),
+    /// else why not.
+    static func wildcardNameProblem(_ text: String) -> String? {
+        let bare = text.hasPrefix("*.") ? String(text.dropFirst(2)) : text
+        if bare.contains("*") { return "only one leading \"*.\" label may be a wildcard" }
+        return DNSName.problem(with: bare)
+    }
+
+    /// Lowercased, without a trailing dot, `*.` kept.
+    static func normalizedWildcardName(_ text: String) -> String {
+        text.hasPrefix("*.") ? "*." + DNSName.normalized(String(text.dropFirst(2))) : DNSName.normalized(text)
     }
 
     static func contains(_ bytes: [UInt8], _ marker: [UInt8]) -> Bool {
@@ -512,7 +542,7 @@ struct PolicyFileDecoder {
         if version < .floor {
             warning(
                 value.line,
-                "\(key) \(quoted(text)) is below \(quoted(TLSProtocolVersion.floor.rawValue)): this policy runs OpenSSL at security level 0 for a legacy server")
+                "\(key) \(quoted(text)) is below \(TLSProtocolVersion.floor.rawValue): this policy runs OpenSSL at security level 0 for a legacy server")
         }
         return version
     }

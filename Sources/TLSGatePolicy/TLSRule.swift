@@ -7,7 +7,7 @@ public struct TLSRule: Sendable, Hashable, Codable {
     /// `trust` paths: CA bundles (PEM), as absolute paths (relative ones in the file are
     /// resolved against the policy file's directory).
     public let caFiles: [String]
-    /// `min_version`: default and floor `"1.2"`.
+    /// `min_version`: default `"1.2"`; `"1.0"`/`"1.1"` only for a legacy server (a warning, see `isLegacy`).
     public let minVersion: TLSProtocolVersion
     /// `max_version`: none by default (the library's highest); must be >= `minVersion`.
     public let maxVersion: TLSProtocolVersion?
@@ -54,7 +54,7 @@ public struct TLSRule: Sendable, Hashable, Codable {
     }
 
     /// Below TLS 1.2: the worker runs this policy at OpenSSL security level 0.
-    public var isLegacy: Bool { minVersion < .floor }
+    public var isLegacy: Bool { minVersion < .tls1_2 }
 
     public init(
         trustSystem: Bool = true, caFiles: [String] = [],

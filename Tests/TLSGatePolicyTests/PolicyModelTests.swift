@@ -20,7 +20,7 @@ import Testing
         let result = PolicyLoader.loadDirectory(Fixtures.valid)
         #expect(result.summaryLines == [
             "full     match 203.0.113.0/24,2001:db8::/32,api.example.com port 80 -> upstream port 443, name api.example.com, trust system + \(Fixtures.valid)/certs/ca.pem, TLS 1.2-1.3, deny direct",
-            "minimal  match www.example.org port 8080 -> upstream port 8443, name from HTTP Host, trust system, TLS >= 1.2",
+            "minimal  match www.example.org port 8080 -> upstream port 8443, name from HTTP Host (allowed: www.example.org), trust system, TLS >= 1.2",
             "2 policies OK",
         ])
     }

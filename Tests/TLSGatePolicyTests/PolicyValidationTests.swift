@@ -209,7 +209,7 @@ import Testing
 
     @Test func tlsVersions() throws {
         #expect(try diagnostics(basePolicy + "\n[tls]\nmin_version = \"1.1\"") == [
-            "p.toml:9: warning: min_version \"1.1\" is below \"1.2\": this policy runs OpenSSL at security level 0 for a legacy server"
+            "p.toml:9: warning: min_version \"1.1\" is below 1.2: this policy runs OpenSSL at security level 0 for a legacy server"
         ])
         #expect(try diagnostics(basePolicy + "\n[tls]\nmin_version = \"1.3\"\nmax_version = \"1.2\"") == [
             "p.toml:10: max_version \"1.2\" is below min_version \"1.3\""
