@@ -430,6 +430,14 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             }
             return
         }
+        if !resetClient, let reason = machine.reason, reason.result != "ok" {
+            // A refusal or failure: FIN first, so the client sees a plain close even when its
+            // request is still unread (closing with unread bytes would send a RST at once).
+            let client = self.client
+            client.close(mode: .output, promise: nil)
+            client.eventLoop.scheduleTask(in: .milliseconds(250)) { client.close(promise: nil) }
+            return
+        }
         if resetClient, let provider = client as? SocketOptionProvider {
             // SO_LINGER 0: close sends RST, so the client sees an error, not a clean end.
             provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
