@@ -8,149 +8,16 @@ import json
 import os
 import pwd
 import re
-import shutil
 import signal
 import subprocess
 import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
-from conftest import PY, TLSGATE_BIN, _popen, _require_worker, _stop_process, unavailable
+from conftest import PLAIN_CLIENT, PY, _popen, gateway_policy, proc_status
 
 NET_ADMIN_ONLY = "0000000000001000"
 NOTHING = "0000000000000000"
-
-
-def _ensure_account():
-    try:
-        pwd.getpwnam("tlsgate")
-    except KeyError:
-        r = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "tlsgate"],
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            unavailable("cannot create the account tlsgate: " + r.stderr)
-
-
-def policy_text(networks, port=80, server_name="good.test", ca="", deny_direct=False, extra_upstream="", extra_tls=""):
-    nets = ", ".join('"%s"' % n for n in networks)
-    return textwrap.dedent("""\
-        [match]
-        networks = [%s]
-        port = %d
-
-        [upstream]
-        port = 443
-        server_name = "%s"
-        connect_timeout = "3s"
-        %s
-        [tls]
-        trust = "%s"
-        %s
-        [firewall]
-        deny_direct = %s
-        """) % (nets, port, server_name, extra_upstream, ca, extra_tls, "true" if deny_direct else "false")
-
-
-class Gateway:
-    def __init__(self, lab, proc, log_path, root):
-        self.lab, self.proc, self.log_path, self.root = lab, proc, log_path, root
-        self.policies = root / "policies"
-        self.config = root / "tlsgate.toml"
-
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_log(self, text, timeout=20.0, count=1):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log().count(text) >= count:
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError("gateway log never said %r (x%d); exit %s; log:\n%s"
-                             % (text, count, self.proc.poll(), self.log()))
-
-    def workers(self):
-        pid = self.proc.pid
-        try:
-            text = Path("/proc/%d/task/%d/children" % (pid, pid)).read_text()
-        except FileNotFoundError:
-            return []
-        return sorted(int(p) for p in text.split())
-
-    def worker_for(self, policy, after=0):
-        """The pid of the newest `worker started policy=NAME` line."""
-        found = re.findall(r"worker started policy=%s pid=(\d+)" % re.escape(policy), self.log())
-        return int(found[-1]) if found else None
-
-    def table(self):
-        r = self.lab.run(self.lab.gw, ["nft", "list", "table", "inet", "tlsgate"], check=False)
-        return r.stdout if r.returncode == 0 else None
-
-    def hup(self):
-        self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self, timeout=20.0):
-        return _stop_process(self.proc, timeout)
-
-
-@pytest.fixture
-def gateway_dir(tmp_path, pki):
-    """A folder the unprivileged workers can read: the CA and the policies."""
-    _require_worker()
-    _ensure_account()
-    root = Path("/tmp") / ("tlsgate-e2e-%d-%d" % (os.getpid(), time.monotonic_ns() % 10**9))
-    (root / "policies").mkdir(parents=True)
-    shutil.copy(pki / "root.pem", root / "root.pem")
-    for p in (root, root / "policies"):
-        p.chmod(0o755)
-    (root / "root.pem").chmod(0o644)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def gateway(lab, gateway_dir):
-    """gateway(policies={name: toml}, mode="redirect", user="tlsgate", extra="", wait=True)
-    -> Gateway running `tlsgate run` in the gw namespace; stopped at teardown, table removed."""
-    running = []
-
-    def start(policies, mode="redirect", user="tlsgate", extra="", wait=True, args=()):
-        for name, text in policies.items():
-            (gateway_dir / "policies" / ("%s.toml" % name)).write_text(text)
-        user_line = 'user = "%s"\n' % user if user else ""
-        (gateway_dir / "tlsgate.toml").write_text(
-            'policies = "policies"\n%s[intercept]\nmode = "%s"\nfrom = ["198.18.0.0/24", "2001:2::/64"]\n'
-            '[workers]\ndrain_timeout = "10s"\n%s' % (user_line, mode, extra))
-        log_path = gateway_dir / ("gateway-%d.log" % len(running))
-        with open(log_path, "wb") as logf:
-            proc = _popen(lab.exec_argv(lab.gw, [TLSGATE_BIN, "run", "--config", gateway_dir / "tlsgate.toml"]
-                                        + list(args)),
-                          stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
-        g = Gateway(lab, proc, log_path, gateway_dir)
-        running.append(g)
-        if wait:
-            g.wait_log("gateway started")
-        return g
-
-    yield start
-    for g in running:
-        g.stop()
-        lab.run(lab.gw, ["nft", "delete", "table", "inet", "tlsgate"], check=False)
-
-
-def _status(pid):
-    fields = {}
-    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return fields
 
 
 def _intact(results):
@@ -197,7 +64,7 @@ def test_redirect_ipv4_ipv6_end_to_end_without_root(lab, tls_server, plain_clien
     tls_server("good", "198.19.0.10")
     tls_server("good", "2001:2:0:1::10")
     ca = gateway_dir / "root.pem"
-    g = gateway({"web": policy_text(["198.19.0.10/32", "2001:2:0:1::10/128"], ca=ca)})
+    g = gateway({"web": gateway_policy(["198.19.0.10/32", "2001:2:0:1::10/128"], ca=ca)})
     for host in ("198.19.0.10", "2001:2:0:1::10"):
         res = plain_client(host, 80, nbytes=256 * 1024, connections=2, timeout=30)
         assert not _intact(res), res
@@ -211,14 +78,14 @@ def test_redirect_ipv4_ipv6_end_to_end_without_root(lab, tls_server, plain_clien
     assert table and re.search(r"tcp dport 80 redirect to :\d+", table), table
 
     # Privileges: the supervisor has CAP_NET_ADMIN alone, workers nothing; nobody is root.
-    sup = _status(g.proc.pid)
+    sup = proc_status(g.proc.pid)
     assert all(u != "0" for u in sup["Uid"].split()), sup["Uid"]
     assert sup["CapEff"] == NET_ADMIN_ONLY and sup["CapPrm"] == NET_ADMIN_ONLY, sup
     assert sup["CapAmb"] == NET_ADMIN_ONLY, sup
-    workers = g.workers()
+    workers = g.children()
     assert len(workers) == 1, workers
     for pid in workers:
-        st = _status(pid)
+        st = proc_status(pid)
         assert all(u != "0" for u in st["Uid"].split()), st["Uid"]
         assert st["CapEff"] == NOTHING and st["CapPrm"] == NOTHING and st["CapAmb"] == NOTHING, st
         assert st["NoNewPrivs"] == "1", st
@@ -227,7 +94,7 @@ def test_redirect_ipv4_ipv6_end_to_end_without_root(lab, tls_server, plain_clien
 def test_tproxy_ipv4_ipv6_end_to_end(lab, tls_server, plain_client, gateway, gateway_dir):
     tls_server("good", "198.19.0.10")
     tls_server("good", "2001:2:0:1::10")
-    g = gateway({"web": policy_text(["198.19.0.10/32", "2001:2:0:1::10/128"], ca=gateway_dir / "root.pem")},
+    g = gateway({"web": gateway_policy(["198.19.0.10/32", "2001:2:0:1::10/128"], ca=gateway_dir / "root.pem")},
                 mode="tproxy")
     for host in ("198.19.0.10", "2001:2:0:1::10"):
         res = plain_client(host, 80, nbytes=64 * 1024, timeout=20)
@@ -246,8 +113,8 @@ def test_deny_direct_drops_the_bypass(lab, tls_server, gateway, gateway_dir):
     tls_server("good", "198.19.0.13")
     ca = gateway_dir / "root.pem"
     gateway({
-        "closed": policy_text(["198.19.0.12/32"], ca=ca, deny_direct=True),
-        "open": policy_text(["198.19.0.13/32"], ca=ca, deny_direct=False),
+        "closed": gateway_policy(["198.19.0.12/32"], ca=ca, deny_direct=True),
+        "open": gateway_policy(["198.19.0.13/32"], ca=ca, deny_direct=False),
     })
     probe = ("import socket,sys\n"
              "try:\n"
@@ -262,7 +129,7 @@ def test_deny_direct_drops_the_bypass(lab, tls_server, gateway, gateway_dir):
 
 def test_killed_worker_refuses_no_connection(lab, tls_server, gateway, gateway_dir, tmp_path):
     tls_server("good", "198.19.0.10")
-    g = gateway({"web": policy_text(["198.19.0.10/32"], ca=gateway_dir / "root.pem")})
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca=gateway_dir / "root.pem")})
     first = g.worker_for("web")
     progress = tmp_path / "progress"
     client = _popen(lab.exec_argv(lab.client, [PY, "-c", STREAM, "198.19.0.10", "200", progress]),
@@ -289,11 +156,11 @@ def test_sighup_changed_policy_keeps_established_connections(lab, tls_server, pl
     tls_server("good", "198.19.0.10")
     tls_server("good", "198.19.0.14")
     ca = gateway_dir / "root.pem"
-    g = gateway({"web": policy_text(["198.19.0.10/32"], ca=ca)})
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca=ca)})
     old = g.worker_for("web")
     wait = plain_client("198.19.0.10", 80, nbytes=64 * 1024, connections=10, hold=3.0, timeout=40, background=True)
     time.sleep(1.0)  # established and idle inside the old worker
-    (gateway_dir / "policies" / "web.toml").write_text(policy_text(["198.19.0.10/32", "198.19.0.14/32"], ca=ca))
+    (gateway_dir / "policies" / "web.toml").write_text(gateway_policy(["198.19.0.10/32", "198.19.0.14/32"], ca=ca))
     g.hup()
     g.wait_log("reloaded")
     assert "changed=web" in g.log(), g.log()
@@ -310,10 +177,10 @@ def test_sighup_changed_policy_keeps_established_connections(lab, tls_server, pl
 def test_sighup_adds_and_removes_policies(lab, tls_server, plain_client, gateway, gateway_dir):
     tls_server("good", "198.19.0.15")
     ca = gateway_dir / "root.pem"
-    g = gateway({"first": policy_text(["198.19.0.16/32"], ca=ca)})
+    g = gateway({"first": gateway_policy(["198.19.0.16/32"], ca=ca)})
     assert "dst_first_v4" in g.table()
     (gateway_dir / "policies" / "first.toml").unlink()
-    (gateway_dir / "policies" / "second.toml").write_text(policy_text(["198.19.0.15/32"], ca=ca))
+    (gateway_dir / "policies" / "second.toml").write_text(gateway_policy(["198.19.0.15/32"], ca=ca))
     g.hup()
     g.wait_log("reloaded")
     table = g.table()
@@ -325,13 +192,13 @@ def test_sighup_adds_and_removes_policies(lab, tls_server, plain_client, gateway
 
 def test_broken_reload_changes_nothing(lab, tls_server, plain_client, gateway, gateway_dir):
     tls_server("good", "198.19.0.10")
-    g = gateway({"web": policy_text(["198.19.0.10/32"], ca=gateway_dir / "root.pem")})
-    workers, table = g.workers(), g.table()
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca=gateway_dir / "root.pem")})
+    workers, table = g.children(), g.table()
     (gateway_dir / "policies" / "web.toml").write_text("[match]\nnetworks = [\"198.19.0.10/33\"]\nport = 80\n")
     g.hup()
     g.wait_log("reload refused: the running configuration stays")
     assert re.search(r"web\.toml:2: .*198\.19\.0\.10/33", g.log()), g.log()
-    assert g.workers() == workers
+    assert g.children() == workers
     assert g.table() == table
     res = plain_client("198.19.0.10", 80, nbytes=1024, timeout=20)
     assert not _intact(res), res
@@ -339,8 +206,8 @@ def test_broken_reload_changes_nothing(lab, tls_server, plain_client, gateway, g
 
 def test_sigterm_leaves_nothing_behind(lab, tls_server, gateway, gateway_dir):
     tls_server("good", "198.19.0.10")
-    g = gateway({"web": policy_text(["198.19.0.10/32"], ca=gateway_dir / "root.pem")})
-    pids = [g.proc.pid] + g.workers()
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca=gateway_dir / "root.pem")})
+    pids = [g.proc.pid] + g.children()
     assert len(pids) == 2
     g.proc.send_signal(signal.SIGTERM)
     assert g.proc.wait(timeout=30) == 0, g.log()
@@ -348,7 +215,7 @@ def test_sigterm_leaves_nothing_behind(lab, tls_server, gateway, gateway_dir):
     assert "gateway stopped" in g.log()
     time.sleep(0.2)
     for pid in pids:
-        assert not Path("/proc/%d" % pid).exists() or "Z" in _status(pid).get("State", ""), pid
+        assert not Path("/proc/%d" % pid).exists() or "Z" in proc_status(pid).get("State", ""), pid
 
 
 def test_broken_config_at_start_is_reported_and_changes_nothing(lab, gateway, gateway_dir):
@@ -360,7 +227,7 @@ def test_broken_config_at_start_is_reported_and_changes_nothing(lab, gateway, ga
 
 
 def test_root_without_user_is_refused(lab, gateway, gateway_dir):
-    g = gateway({"web": policy_text(["198.19.0.10/32"], ca=gateway_dir / "root.pem")}, user=None, wait=False)
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca=gateway_dir / "root.pem")}, user=None, wait=False)
     assert g.proc.wait(timeout=30) == 2, g.log()
     assert "refusing to run as root" in g.log() and "AmbientCapabilities=CAP_NET_ADMIN" in g.log(), g.log()
     assert g.table() is None
@@ -370,8 +237,8 @@ def test_workers_exit_when_the_supervisor_dies_and_a_stale_table_is_replaced(lab
                                                                               gateway_dir):
     tls_server("good", "198.19.0.10")
     ca = gateway_dir / "root.pem"
-    g = gateway({"web": policy_text(["198.19.0.10/32"], ca=ca)})
-    workers = g.workers()
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca=ca)})
+    workers = g.children()
     assert workers
     g.proc.send_signal(signal.SIGKILL)
     g.proc.wait(timeout=10)
@@ -382,7 +249,7 @@ def test_workers_exit_when_the_supervisor_dies_and_a_stale_table_is_replaced(lab
     assert not any(Path("/proc/%d" % p).exists() for p in workers), workers
     # SIGKILL left the table behind; the next start replaces it and works.
     assert g.table() is not None
-    g2 = gateway({"web": policy_text(["198.19.0.10/32"], ca=ca)})
+    g2 = gateway({"web": gateway_policy(["198.19.0.10/32"], ca=ca)})
     assert "replacing a stale nftables table" in g2.log(), g2.log()
     res = plain_client("198.19.0.10", 80, nbytes=1024, timeout=20)
     assert not _intact(res), res
@@ -392,10 +259,9 @@ def test_workers_exit_when_the_supervisor_dies_and_a_stale_table_is_replaced(lab
 
 def test_local_mode_upgrades_the_gateways_own_connections(lab, tls_server, gateway, gateway_dir):
     tls_server("good", "198.19.0.10")
-    g = gateway({"web": policy_text(["198.19.0.10/32"], ca=gateway_dir / "root.pem")}, mode="local")
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca=gateway_dir / "root.pem")}, mode="local")
     table = g.table()
     assert table and "hook output" in table and "meta skuid != %d" % pwd.getpwnam("tlsgate").pw_uid in table, table
-    from conftest import PLAIN_CLIENT
     r = lab.run(lab.gw, [PY, PLAIN_CLIENT, "198.19.0.10", "80", "--bytes", "4096", "--timeout", "20"], timeout=40)
     res = json.loads(r.stdout.splitlines()[0])
     assert res["error"] is None and res["recv_sha256"] == res["sent_sha256"], (res, g.log())
