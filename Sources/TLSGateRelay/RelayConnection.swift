@@ -266,12 +266,12 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             return
         }
         if let channelError = error as? ChannelError, case .connectTimeout = channelError {
-            abort(.connectTimeout, "no answer from \(upstreamAddress?.description ?? "?") within \(shared.policy.upstream.connectTimeout)")
+            abort(.connectTimeout, "no answer from \(upstreamAddress?.logText ?? "?") within \(shared.policy.upstream.connectTimeout)")
             return
         }
         if let io = error as? IOError, io.errnoCode == ECONNREFUSED {
             resetClient = true
-            abort(.connectRefused, "\(upstreamAddress.map(Self.text) ?? "?") refused the connection")
+            abort(.connectRefused, "\(upstreamAddress?.logText ?? "?") refused the connection")
             return
         }
         abort(.connectFailed, "\(error)")
@@ -371,17 +371,22 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         }
     }
 
+    /// Who talked to whom: the first fields of the connection line and of the audit line.
+    private var endpointMetadata: Logger.Metadata {
+        [
+            "policy": "\(shared.policy.name)",
+            "client": "\(clientAddress?.logText ?? "?")",
+            "dst": "\(original?.logText ?? "-")",
+            "upstream": "\(upstreamAddress?.logText ?? "-")",
+            "sni": "\(identity.map { "\($0)" } ?? "-")",
+        ]
+    }
+
     /// One line per refused certificate, with what a security team needs to follow up.
     private func audit(_ error: TLSError) {
-        var metadata: Logger.Metadata = [
-            "policy": "\(shared.policy.name)",
-            "client": "\(clientAddress.map(Self.text) ?? "?")",
-            "dst": "\(original.map(Self.text) ?? "-")",
-            "upstream": "\(upstreamAddress.map(Self.text) ?? "-")",
-            "sni": "\(identity.map { "\($0)" } ?? "-")",
-            "verify_error": "\(error.detail)",
-            "verify_code": "\(error.verifyCode ?? 0)",
-        ]
+        var metadata = endpointMetadata
+        metadata["verify_error"] = "\(error.detail)"
+        metadata["verify_code"] = "\(error.verifyCode ?? 0)"
         if let cert = error.peerCertificate {
             metadata["cert_subject"] = "\(cert.subject)"
             metadata["cert_issuer"] = "\(cert.issuer)"
@@ -470,31 +475,29 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
 
     private func log() {
         let reason = machine.reason ?? .completed
-        var metadata: Logger.Metadata = [
-            "policy": "\(shared.policy.name)",
-            "client": "\(clientAddress.map(Self.text) ?? "?")",
-            "dst": "\(original.map(Self.text) ?? "-")",
-            "upstream": "\(upstreamAddress.map(Self.text) ?? "-")",
-            "sni": "\(identity.map { "\($0)" } ?? "-")",
-            "tls_version": "\(tlsInfo?.version ?? "-")",
-            "cipher": "\(tlsInfo?.cipher ?? "-")",
-            "resumed": "\(tlsInfo?.resumed ?? false)",
-            "bytes_up": "\(bytesUp)",
-            "bytes_down": "\(bytesDown)",
-            "duration_ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
-            "result": "\(reason.result)",
-            "reason": "\(reason)",
-        ]
+        var metadata = endpointMetadata
+        metadata["tls_version"] = "\(tlsInfo?.version ?? "-")"
+        metadata["cipher"] = "\(tlsInfo?.cipher ?? "-")"
+        metadata["resumed"] = "\(tlsInfo?.resumed ?? false)"
+        metadata["bytes_up"] = "\(bytesUp)"
+        metadata["bytes_down"] = "\(bytesDown)"
+        metadata["duration_ms"] = "\((NIODeadline.now() - started).nanoseconds / 1_000_000)"
+        metadata["result"] = "\(reason.result)"
+        metadata["reason"] = "\(reason)"
         if let alpn = tlsInfo?.alpn { metadata["alpn"] = "\(alpn)" }
         if let detail = machine.detail { metadata["detail"] = "\(detail)" }
         let level: Logger.Level = reason.result == "ok" ? .info : .warning
         shared.logger.log(level: level, "connection closed", metadata: metadata)
     }
 
-    /// "198.19.0.10:443", "[2001:2::10]:443".
-    static func text(_ address: SocketAddress) -> String {
-        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
-        if case .v6 = address {
+}
+
+extension SocketAddress {
+    /// How tlsgate writes an address in logs: "198.19.0.10:443", "[2001:2::10]:443"; an
+    /// IPv4-mapped address (dual-stack socket) as plain IPv4.
+    public var logText: String {
+        guard let ip = ipAddress, let port else { return "\(self)" }
+        if case .v6 = self {
             if let v4 = IPAddress(ip)?.unmapped, v4.isIPv4 { return "\(v4):\(port)" }
             return "[\(ip)]:\(port)"
         }

@@ -128,7 +128,7 @@ struct WorkerCommand: ParsableCommand {
         logger.info(
             "worker listening",
             metadata: [
-                "policy": "\(loaded.name)", "listen": "\(Self.text(address))",
+                "policy": "\(loaded.name)", "listen": "\(address.logText)",
                 "pid": "\(ProcessInfo.processInfo.processIdentifier)", "open_files_limit": "\(fileLimit)",
                 "mode": "\(transparent ? "tproxy" : "redirect")",
             ])
@@ -204,11 +204,5 @@ struct WorkerCommand: ParsableCommand {
         }
         guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
         return (String(host), port)
-    }
-
-    static func text(_ address: SocketAddress) -> String {
-        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
-        if case .v6 = address { return "[\(ip)]:\(port)" }
-        return "\(ip):\(port)"
     }
 }
