@@ -109,15 +109,7 @@ final class TLSConnection {
             return 0
         }
         if !configuration.pins.isEmpty {
-            let chain = X509_STORE_CTX_get0_chain(store)
-            var matched = false
-            for i in 0..<tg_ssl_sk_x509_num(chain) {
-                if let cert = tg_ssl_sk_x509_value(chain, i), isPinned(cert) {
-                    matched = true
-                    break
-                }
-            }
-            guard matched else {
+            guard Self.certificates(X509_STORE_CTX_get0_chain(store)).contains(where: isPinned) else {
                 return refuse(store, "no certificate of the verified chain matches the policy's pins")
             }
         }
@@ -128,12 +120,8 @@ final class TLSConnection {
     /// signed the handshake) to a pinned certificate; a pinned certificate merely appended to
     /// someone else's chain proves nothing. Dates, purpose and depth are checked as usual.
     private func verifyPinOnly(_ store: OpaquePointer, leaf: OpaquePointer) -> Int32 {
-        var presented = [leaf]
         let untrusted = X509_STORE_CTX_get0_untrusted(store)
-        for i in 0..<tg_ssl_sk_x509_num(untrusted) {
-            if let cert = tg_ssl_sk_x509_value(untrusted, i) { presented.append(cert) }
-        }
-        let pinned = presented.filter(isPinned)
+        let pinned = ([leaf] + Self.certificates(untrusted)).filter(isPinned)
         guard !pinned.isEmpty else {
             return refuse(store, "no certificate the server presented matches the policy's pins (pin_only)")
         }
@@ -160,6 +148,11 @@ final class TLSConnection {
             let why = String(cString: X509_verify_cert_error_string(Int(code)))
             return refuse(store, "the server's certificate does not chain to a pinned certificate (pin_only): \(why)")
         }
+    }
+
+    /// The certificates of an OpenSSL `STACK_OF(X509)` (borrowed, not owned).
+    static func certificates(_ stack: OpaquePointer?) -> [OpaquePointer] {
+        (0..<tg_ssl_sk_x509_num(stack)).compactMap { tg_ssl_sk_x509_value(stack, $0) }
     }
 
     private func refuse(_ store: OpaquePointer, _ detail: String) -> Int32 {
@@ -299,11 +292,7 @@ final class TLSConnection {
         var alpnLength: UInt32 = 0
         SSL_get0_alpn_selected(ssl, &alpnData, &alpnLength)
         let alpn = alpnData.map { String(decoding: UnsafeBufferPointer(start: $0, count: Int(alpnLength)), as: UTF8.self) }
-        var chain: [TLSCertificateSummary] = []
-        let presented = SSL_get_peer_cert_chain(ssl)
-        for i in 0..<tg_ssl_sk_x509_num(presented) {
-            if let cert = tg_ssl_sk_x509_value(presented, i) { chain.append(TLSCertificateSummary(cert)) }
-        }
+        let chain = Self.certificates(SSL_get_peer_cert_chain(ssl)).map(TLSCertificateSummary.init)
         return TLSHandshakeInfo(
             version: version, cipher: cipher, resumed: SSL_session_reused(ssl) == 1, alpn: alpn, peerChain: chain)
     }
