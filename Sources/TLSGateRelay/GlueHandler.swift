@@ -32,6 +32,7 @@ final class GlueHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if side == .client, context.channel.isActive { context.read() }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -129,6 +130,9 @@ final class GlueHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let partner else {
+            // Shown at once, so a client that speaks TLS is refused before any upstream
+            // handshake; the bytes are only held, never sent before the server is verified.
+            guard admit(data) else { return }
             early.append(data)
             return
         }
@@ -165,6 +169,14 @@ final class GlueHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         events.failed(side, error)
+    }
+
+    /// The client side reads once as soon as the connection is up (autoRead stays off): a
+    /// client that opens with a TLS ClientHello is then refused before the gateway does any
+    /// upstream work. At most one read's worth is held until the server is verified.
+    func channelActive(context: ChannelHandlerContext) {
+        if side == .client, partner == nil { context.read() }
+        context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

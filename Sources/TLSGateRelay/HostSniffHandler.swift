@@ -16,8 +16,17 @@ final class HostSniffHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.onResult = onResult
     }
 
+    // The connection is set up from the child channel initializer, usually before the
+    // channel is active: a read asked for then is lost, so ask again once it is active.
+    // Without this only a client that half-closed was ever read (NIO drains the socket on
+    // FIN even with autoRead off), and every ordinary client timed out with 408.
     func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { context.read() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !done { context.read() }
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

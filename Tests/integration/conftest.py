@@ -361,12 +361,13 @@ class Worker:
 
 
 def policy_toml(networks, trust, port=80, upstream_port=443, server_name="good.test",
-                connect_timeout="2s", min_version="1.2", extra=""):
+                connect_timeout="2s", min_version="1.2", extra="", upstream_extra=""):
+    """A worker policy; `extra` goes at the end of [tls], `upstream_extra` at the end of [upstream]."""
     nets = ", ".join('"%s"' % n for n in networks)
     return ('[match]\nnetworks = [%s]\nport = %d\n\n'
-            '[upstream]\nport = %d\nserver_name = "%s"\nconnect_timeout = "%s"\n\n'
+            '[upstream]\nport = %d\nserver_name = "%s"\nconnect_timeout = "%s"\n%s\n'
             '[tls]\ntrust = "%s"\nmin_version = "%s"\n%s'
-            % (nets, port, upstream_port, server_name, connect_timeout, trust, min_version, extra))
+            % (nets, port, upstream_port, server_name, connect_timeout, upstream_extra, trust, min_version, extra))
 
 
 @pytest.fixture
