@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <spawn.h>
 #include <unistd.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/capability.h>
 #include <linux/netfilter_ipv4.h>
@@ -121,4 +123,27 @@ int tg_linux_bound_to_net_admin(void) {
         if (cap_drop_bound(c) != 0) return -1;
     }
     return 0;
+}
+
+int tg_linux_readable_as(const char *path, unsigned int uid, unsigned int gid) {
+    int switching = geteuid() == 0 && uid != 0;
+    gid_t saved[256];
+    int nsaved = 0;
+    int old_fsuid = 0, old_fsgid = 0;
+    if (switching) {
+        nsaved = getgroups(256, saved);
+        if (nsaved < 0) return errno;
+        if (syscall(SYS_setgroups, 0, NULL) != 0) return errno;
+        old_fsgid = setfsgid((gid_t)gid);
+        old_fsuid = setfsuid((uid_t)uid);
+    }
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    int result = fd >= 0 ? 0 : errno;
+    if (fd >= 0) close(fd);
+    if (switching) {
+        setfsuid((uid_t)old_fsuid);
+        setfsgid((gid_t)old_fsgid);
+        syscall(SYS_setgroups, (size_t)nsaved, saved);
+    }
+    return result;
 }

@@ -34,11 +34,15 @@ public struct InterceptionPlan: Sendable, Equatable {
         public var upstreamPort: UInt16
         public var listenPort: UInt16
         public var denyDirect: Bool
+        /// False for a configured policy that is not served now (disabled after a crash
+        /// loop): no interception rule, only the fail-closed guard.
+        public var intercepted: Bool
 
         public init(
             name: String, ipv4: [String], ipv6: [String], matchPort: UInt16, upstreamPort: UInt16,
-            listenPort: UInt16, denyDirect: Bool
+            listenPort: UInt16, denyDirect: Bool, intercepted: Bool = true
         ) {
+            self.intercepted = intercepted
             self.name = name
             self.ipv4 = ipv4
             self.ipv6 = ipv6

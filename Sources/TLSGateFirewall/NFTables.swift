@@ -23,14 +23,15 @@ public enum NFTables {
         try run(["-f", "-"], input: script)
     }
 
-    /// Deletes the table; a missing table is not an error.
-    public static func deleteTable() throws {
-        try run(["-f", "-"], input: "table \(Ruleset.tableFamily) \(Ruleset.tableName)\ndelete table \(Ruleset.tableFamily) \(Ruleset.tableName)\n")
+    /// Deletes the interception table, and the fail-closed guard with `includingGuard`;
+    /// missing tables are not an error. One transaction.
+    public static func deleteTables(includingGuard: Bool) throws {
+        try run(["-f", "-"], input: Ruleset.removalScript(includingGuard: includingGuard))
     }
 
-    /// Whether the table exists now.
-    public static func tableExists() -> Bool {
-        (try? run(["list", "table", Ruleset.tableFamily, Ruleset.tableName], input: nil, quiet: true)) != nil
+    /// Whether the table exists now (default: the interception table).
+    public static func tableExists(_ name: String = Ruleset.tableName) -> Bool {
+        (try? run(["list", "table", Ruleset.tableFamily, name], input: nil, quiet: true)) != nil
     }
 
     @discardableResult

@@ -1,41 +1,54 @@
-/// Renders an `InterceptionPlan` as one nftables script that replaces the gateway's own
-/// table atomically: `nft -f` applies a whole file as a single transaction, so the table
-/// is either entirely the old one or entirely the new one.
+/// Renders an `InterceptionPlan` as one nftables script that replaces the gateway's two
+/// tables atomically: `nft -f` applies a whole file as a single transaction, so the tables
+/// are either entirely the old ones or entirely the new ones.
+///
+/// - `inet tlsgate` intercepts: it redirects (or TPROXYs) LAN connections to the policies'
+///   listen ports. Deleted when the gateway stops.
+/// - `inet tlsgate_guard` fails closed: LAN connections to a configured destination and
+///   match port that were *not* intercepted (gateway stopped or killed, policy disabled)
+///   are rejected with a TCP reset instead of being forwarded in clear; `deny_direct`
+///   drops live here too. Only `tlsgate run` replaces it and only `tlsgate rules --remove`
+///   (or `[intercept] on_stop = "open"`) deletes it, so it outlives the supervisor, even a
+///   `kill -9`.
 public enum Ruleset {
     public static let tableFamily = "inet"
     public static let tableName = "tlsgate"
+    public static let guardTableName = "tlsgate_guard"
 
-    /// The script: create-then-delete (so a missing table is not an error), then the table.
+    /// The script: for each table create-then-delete (so a missing table is not an error),
+    /// then both tables.
     public static func script(for plan: InterceptionPlan) -> String {
         var out = "# tlsgate: interception rules (mode \(plan.mode.rawValue)); generated, do not edit\n"
-        out += "table \(tableFamily) \(tableName)\n"
-        out += "delete table \(tableFamily) \(tableName)\n"
+        for table in [tableName, guardTableName] {
+            out += "table \(tableFamily) \(table)\n"
+            out += "delete table \(tableFamily) \(table)\n"
+        }
         out += body(for: plan)
+        out += guardBody(for: plan)
         return out
     }
 
-    /// Just the table, as `tlsgate rules` prints it.
+    /// The script that deletes both tables (`tlsgate rules --remove`); missing ones are no error.
+    public static func removalScript(includingGuard: Bool = true) -> String {
+        var out = ""
+        for table in includingGuard ? [tableName, guardTableName] : [tableName] {
+            out += "table \(tableFamily) \(table)\ndelete table \(tableFamily) \(table)\n"
+        }
+        return out
+    }
+
+    /// The interception table.
     public static func body(for plan: InterceptionPlan) -> String {
         var lines: [String] = []
+        let active = plan.entries.filter(\.intercepted)
         lines.append("table \(tableFamily) \(tableName) {")
-        // Client sets.
-        if !plan.clients.ipv4.isEmpty {
-            lines.append(set("clients_v4", type: "ipv4_addr", plan.clients.ipv4))
-        }
-        if !plan.clients.ipv6.isEmpty {
-            lines.append(set("clients_v6", type: "ipv6_addr", plan.clients.ipv6))
-        }
-        // Destination sets, one pair per policy.
-        for entry in plan.entries {
-            if !entry.ipv4.isEmpty { lines.append(set(setName(entry, v6: false), type: "ipv4_addr", entry.ipv4)) }
-            if !entry.ipv6.isEmpty { lines.append(set(setName(entry, v6: true), type: "ipv6_addr", entry.ipv6)) }
-        }
+        lines += sets(plan, entries: active)
 
         switch plan.mode {
         case .redirect:
             lines.append("  chain prerouting {")
             lines.append("    type nat hook prerouting priority dstnat; policy accept;")
-            for entry in plan.entries {
+            for entry in active {
                 for v6 in [false, true] where hasFamily(entry, v6: v6) {
                     for source in sources(plan, v6: v6) {
                         lines.append(
@@ -48,7 +61,7 @@ public enum Ruleset {
             lines.append("  chain prerouting {")
             lines.append("    type filter hook prerouting priority mangle; policy accept;")
             let mark = "0x" + String(plan.tproxyMark, radix: 16)
-            for entry in plan.entries {
+            for entry in active {
                 for v6 in [false, true] where hasFamily(entry, v6: v6) {
                     for source in sources(plan, v6: v6) {
                         lines.append(
@@ -60,7 +73,7 @@ public enum Ruleset {
         case .local:
             lines.append("  chain output {")
             lines.append("    type nat hook output priority -100; policy accept;")
-            for entry in plan.entries {
+            for entry in active {
                 for v6 in [false, true] where hasFamily(entry, v6: v6) {
                     lines.append(
                         "    meta skuid != \(plan.gatewayUID) \(daddr(entry, v6: v6)) tcp dport \(entry.matchPort) redirect to :\(entry.listenPort) comment \"\(entry.name)\"")
@@ -68,24 +81,67 @@ public enum Ruleset {
             }
             lines.append("  }")
         }
+        lines.append("}")
+        return lines.joined(separator: "\n") + "\n"
+    }
 
-        let denied = plan.entries.filter(\.denyDirect)
-        if !denied.isEmpty && plan.mode != .local {
-            // Only the gateway speaks to these servers' TLS ports: LAN hosts going around it are dropped.
+    /// The fail-closed table: every configured policy, intercepted or not.
+    ///
+    /// Forwarded LAN traffic never meets an intercepted connection here (REDIRECT and
+    /// TPROXY deliver it locally, to the input path), so a reset in `forward` only hits
+    /// what would otherwise leave in clear. In local mode the filter output chain runs
+    /// after nat output: a redirected connection's destination is already local.
+    public static func guardBody(for plan: InterceptionPlan) -> String {
+        var lines: [String] = []
+        lines.append("table \(tableFamily) \(guardTableName) {")
+        lines += sets(plan, entries: plan.entries)
+        switch plan.mode {
+        case .redirect, .tproxy:
             lines.append("  chain forward {")
             lines.append("    type filter hook forward priority filter; policy accept;")
-            for entry in denied {
+            for entry in plan.entries {
                 for v6 in [false, true] where hasFamily(entry, v6: v6) {
                     for source in sources(plan, v6: v6) {
                         lines.append(
-                            "    \(source)\(daddr(entry, v6: v6)) tcp dport \(entry.upstreamPort) counter drop comment \"\(entry.name) deny_direct\"")
+                            "    \(source)\(daddr(entry, v6: v6)) tcp dport \(entry.matchPort) counter reject with tcp reset comment \"\(entry.name) fail-closed\"")
+                        // Only the gateway speaks to these servers' TLS ports: LAN hosts going around it are dropped.
+                        if entry.denyDirect && entry.upstreamPort != entry.matchPort {
+                            lines.append(
+                                "    \(source)\(daddr(entry, v6: v6)) tcp dport \(entry.upstreamPort) counter drop comment \"\(entry.name) deny_direct\"")
+                        }
                     }
+                }
+            }
+            lines.append("  }")
+        case .local:
+            lines.append("  chain output {")
+            lines.append("    type filter hook output priority filter; policy accept;")
+            for entry in plan.entries {
+                for v6 in [false, true] where hasFamily(entry, v6: v6) {
+                    lines.append(
+                        "    meta skuid != \(plan.gatewayUID) \(daddr(entry, v6: v6)) tcp dport \(entry.matchPort) counter reject with tcp reset comment \"\(entry.name) fail-closed\"")
                 }
             }
             lines.append("  }")
         }
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The client sets and one pair of destination sets per policy.
+    private static func sets(_ plan: InterceptionPlan, entries: [InterceptionPlan.Entry]) -> [String] {
+        var lines: [String] = []
+        if !plan.clients.ipv4.isEmpty {
+            lines.append(set("clients_v4", type: "ipv4_addr", plan.clients.ipv4))
+        }
+        if !plan.clients.ipv6.isEmpty {
+            lines.append(set("clients_v6", type: "ipv6_addr", plan.clients.ipv6))
+        }
+        for entry in entries {
+            if !entry.ipv4.isEmpty { lines.append(set(setName(entry, v6: false), type: "ipv4_addr", entry.ipv4)) }
+            if !entry.ipv6.isEmpty { lines.append(set(setName(entry, v6: true), type: "ipv6_addr", entry.ipv6)) }
+        }
+        return lines
     }
 
     /// The policy routing TPROXY needs: marked packets are delivered locally.
@@ -99,9 +155,27 @@ public enum Ruleset {
         ]
     }
 
+    /// The destination set of a policy. Injective over policy names (`[A-Za-z0-9._-]+`):
+    /// `_` is doubled, `-` becomes `_d` and `.` becomes `_p`, so `a-b`, `a_b` and `a.b` get
+    /// three different sets (`dst_a_db_v4`, `dst_a__b_v4`, `dst_a_pb_v4`).
     public static func setName(_ entry: InterceptionPlan.Entry, v6: Bool) -> String {
-        let safe = entry.name.map { $0.isLetter || $0.isNumber ? $0 : "_" }
-        return "dst_\(String(safe))_\(v6 ? "v6" : "v4")"
+        "dst_\(escapedName(entry.name))_\(v6 ? "v6" : "v4")"
+    }
+
+    static func escapedName(_ name: String) -> String {
+        var out = ""
+        for character in name {
+            switch character {
+            case "_": out += "__"
+            case "-": out += "_d"
+            case ".": out += "_p"
+            case let c where c.isASCII && (c.isLetter || c.isNumber): out.append(c)
+            default:
+                // Not a valid policy name character (the loader refuses those): still injective.
+                out += character.unicodeScalars.map { "_u\(String($0.value, radix: 16))_" }.joined()
+            }
+        }
+        return out
     }
 
     private static func hasFamily(_ entry: InterceptionPlan.Entry, v6: Bool) -> Bool {

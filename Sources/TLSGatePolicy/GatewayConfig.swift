@@ -13,6 +13,7 @@
 /// listen = "::"                        # ("::")
 /// tproxy_mark = 0x746c                 # (0x746c)
 /// tproxy_table = 7468                  # (7468)
+/// on_stop = "reject"                   # ("reject") reject | open
 /// [log]
 /// format = "text"                      # ("text") text | json
 /// level = "info"                       # ("info")
@@ -33,6 +34,18 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         case tproxy
         /// This host's own outgoing connections (nat output), skipping the gateway's uid.
         case local
+    }
+
+    /// `[intercept] on_stop`: what happens to LAN traffic for the policies' destinations
+    /// when the gateway stops.
+    public enum OnStop: String, Sendable, Equatable, Codable, CaseIterable {
+        /// The fail-closed guard table stays: such connections get a TCP reset until the
+        /// next start or `tlsgate rules --remove` (the default).
+        case reject
+        /// Both tables are deleted on a controlled stop: traffic flows as if tlsgate had
+        /// never run (in clear). An explicit operator choice; a killed gateway still fails
+        /// closed.
+        case open
     }
 
     /// `[log] format`: one line per event as `key=value` text, or one JSON object per line.
@@ -60,6 +73,8 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         /// `tproxy_table`: tproxy mode's routing table that delivers marked packets locally,
         /// 1...0xfffffffe except 253, 254 and 255 (default, main, local) (default 7468).
         public var tproxyTable: Int
+        /// `on_stop`: `"reject"` (default: fail closed) or `"open"`.
+        public var onStop: OnStop
 
         public static let defaultListen = IPAddress("::")!
         public static let defaultTProxyMark: UInt32 = 0x746c
@@ -74,8 +89,9 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         public init(
             mode: InterceptMode = .redirect, from: [IPNetwork] = [], interfaces: [String] = [],
             listen: IPAddress = Intercept.defaultListen, tproxyMark: UInt32 = Intercept.defaultTProxyMark,
-            tproxyTable: Int = Intercept.defaultTProxyTable
+            tproxyTable: Int = Intercept.defaultTProxyTable, onStop: OnStop = .reject
         ) {
+            self.onStop = onStop
             self.mode = mode
             self.from = from
             self.interfaces = interfaces

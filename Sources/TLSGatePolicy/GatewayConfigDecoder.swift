@@ -212,10 +212,12 @@ struct GatewayConfigDecoder {
             }
         }
 
-        guard ok, let mode, let listen, let mark, let routingTable else { return nil }
+        let onStop = fields.choice(table, "on_stop", default: GatewayConfig.OnStop.reject)
+
+        guard ok, let mode, let listen, let mark, let routingTable, let onStop else { return nil }
         return GatewayConfig.Intercept(
             mode: mode, from: networks, interfaces: interfaces, listen: listen, tproxyMark: UInt32(mark),
-            tproxyTable: Int(routingTable))
+            tproxyTable: Int(routingTable), onStop: onStop)
     }
 
     /// Warns when `listen` cannot accept the family of some client networks.

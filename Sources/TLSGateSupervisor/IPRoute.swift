@@ -1,12 +1,12 @@
 import Foundation
 
 /// Runs the `ip` tool for TPROXY's policy routing.
-enum IPRoute {
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
+public enum IPRoute {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
     }
 
-    static func run(_ arguments: [String]) throws {
+    public static func run(_ arguments: [String]) throws {
         let process = Process()
         let path = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first {
             FileManager.default.isExecutableFile(atPath: $0)

@@ -35,6 +35,12 @@ public final class Supervisor: @unchecked Sendable {
     private let reloader: Reloader
     private var config: GatewayConfig
     private var slots: [String: PolicySlot] = [:]
+    /// Policies disabled after a crash loop (until the next reload): not intercepted, but
+    /// still in the fail-closed guard.
+    private var disabled: [String: Policy] = [:]
+    /// The last addresses each `[match] hosts` name resolved to: a name that stops
+    /// resolving keeps them (and stays guarded) instead of falling out of the rules.
+    private var lastResolved: [String: [IPAddress]] = [:]
     private var workers: [pid_t: WorkerRecord] = [:]
     private var stopping = false
     private var exitCode: Int32 = 0
@@ -67,9 +73,13 @@ public final class Supervisor: @unchecked Sendable {
         if NFTables.tableExists() {
             logger.warning("replacing a stale nftables table left by an earlier run", metadata: ["table": "inet tlsgate"])
         }
+        if NFTables.tableExists(Ruleset.guardTableName) {
+            logger.info("replacing the fail-closed guard left by an earlier run", metadata: ["table": "inet \(Ruleset.guardTableName)"])
+        }
         do {
+            let effective = resolveHosts(initialPolicies)
             for policy in initialPolicies {
-                try addSlot(policy)
+                try addSlot(policy, effective: effective[policy.name] ?? policy)
             }
             if config.intercept.mode == .tproxy { try installTProxyRouting() }
             try applyRules()
@@ -88,10 +98,10 @@ public final class Supervisor: @unchecked Sendable {
             ])
     }
 
-    private func addSlot(_ policy: Policy) throws {
+    private func addSlot(_ policy: Policy, effective: Policy) throws {
         let socket = try ListenSocket(
             address: config.intercept.listen.description, port: 0, transparent: config.intercept.mode == .tproxy)
-        var slot = PolicySlot(source: policy, policy: resolved(policy), socket: socket)
+        var slot = PolicySlot(source: policy, policy: effective, socket: socket)
         logger.info(
             "policy listening",
             metadata: [
@@ -166,12 +176,14 @@ public final class Supervisor: @unchecked Sendable {
         let count = slot.crashes.count
         if count > config.workers.crashLimit {
             logger.critical(
-                "worker keeps crashing; policy disabled until the next reload",
+                "worker keeps crashing; policy disabled until the next reload (its traffic is rejected)",
                 metadata: [
                     "policy": "\(record.policyName)", "pid": "\(record.pid)", "status": "\(exit)",
                     "crashes": "\(count)", "window": "\(config.workers.crashWindow)",
                 ])
             slots[record.policyName] = nil
+            // Not intercepted any more, but still guarded: its traffic gets a reset, never clear text.
+            disabled[record.policyName] = slot.policy
             do { try applyRules() } catch {
                 logger.error("cannot remove the disabled policy's rules", metadata: ["error": "\(error)"])
             }
@@ -233,10 +245,11 @@ public final class Supervisor: @unchecked Sendable {
         var added: [String] = []
         var changed: [String] = []
         var retired: [pid_t] = []
+        let resolvedPolicies = resolveHosts(policies)
         do {
             for policy in policies {
                 if var slot = slots[policy.name] {
-                    let effective = resolved(policy)
+                    let effective = resolvedPolicies[policy.name] ?? policy
                     // A policy with CRLs always gets a fresh worker: the files may have new contents.
                     guard slot.policy != effective || !effective.tls.crlFiles.isEmpty
                         || oldConfig.workers != newConfig.workers || oldConfig.log != newConfig.log
@@ -250,7 +263,8 @@ public final class Supervisor: @unchecked Sendable {
                     if let old { retired.append(old) }
                     changed.append(policy.name)
                 } else {
-                    try addSlot(policy)
+                    try addSlot(policy, effective: resolvedPolicies[policy.name] ?? policy)
+                    disabled[policy.name] = nil
                     added.append(policy.name)
                 }
             }
@@ -258,6 +272,7 @@ public final class Supervisor: @unchecked Sendable {
             logger.error("reload incomplete", metadata: ["error": "\(error)"])
         }
         let keep = Set(policies.map(\.name))
+        disabled = disabled.filter { keep.contains($0.key) }
         let removed = slots.keys.filter { !keep.contains($0) }
         for name in removed {
             if let pid = slots[name]?.current { retired.append(pid) }
@@ -302,14 +317,22 @@ public final class Supervisor: @unchecked Sendable {
     private func finishStop() {
         guard !stopFinished else { return }
         stopFinished = true
+        let open = config.intercept.onStop == .open
         do {
-            try NFTables.deleteTable()
+            try NFTables.deleteTables(includingGuard: open)
         } catch {
             logger.error("cannot delete the nftables table", metadata: ["error": "\(error)"])
             exitCode = 1
         }
         removeTProxyRouting()
-        logger.info("gateway stopped")
+        if open {
+            logger.warning(
+                "gateway stopped; on_stop = \"open\": both tables removed, LAN traffic to the policies' destinations now flows without tlsgate")
+        } else {
+            logger.info(
+                "gateway stopped; the fail-closed guard stays: LAN connections to the policies' destinations are rejected until the next start or `tlsgate rules --remove`",
+                metadata: ["table": "inet \(Ruleset.guardTableName)"])
+        }
         finished.signal()
     }
 
@@ -323,22 +346,28 @@ public final class Supervisor: @unchecked Sendable {
 
     /// The plan for what runs now.
     func interceptionPlan() -> InterceptionPlan {
-        Self.plan(config: config, policies: slots.values.map { ($0.policy, $0.socket.port) }, gatewayUID: options.gatewayUID)
+        Self.plan(
+            config: config, policies: slots.values.map { ($0.policy, $0.socket.port) }, gatewayUID: options.gatewayUID,
+            disabled: Array(disabled.values))
     }
 
-    /// The interception plan for a config and policies with their listen ports.
-    public static func plan(config: GatewayConfig, policies: [(Policy, UInt16)], gatewayUID: UInt32) -> InterceptionPlan {
+    /// The interception plan for a config and policies with their listen ports; `disabled`
+    /// policies are only guarded (their traffic rejected), not intercepted.
+    public static func plan(
+        config: GatewayConfig, policies: [(Policy, UInt16)], gatewayUID: UInt32, disabled: [Policy] = []
+    ) -> InterceptionPlan {
         let clients = InterceptionPlan.Clients(
             ipv4: config.intercept.from.filter(\.isIPv4).map(\.familyDescription),
             ipv6: config.intercept.from.filter { !$0.isIPv4 }.map(\.familyDescription),
             interfaces: config.intercept.interfaces)
-        let entries = policies.sorted { $0.0.name < $1.0.name }.map { policy, port in
+        let all = policies.map { ($0.0, $0.1, true) } + disabled.map { ($0, UInt16(0), false) }
+        let entries = all.sorted { $0.0.name < $1.0.name }.map { policy, port, intercepted in
             InterceptionPlan.Entry(
                 name: policy.name,
                 ipv4: policy.match.networks.filter(\.isIPv4).map(\.familyDescription),
                 ipv6: policy.match.networks.filter { !$0.isIPv4 }.map(\.familyDescription),
                 matchPort: policy.match.port, upstreamPort: policy.upstream.port, listenPort: port,
-                denyDirect: policy.firewall.denyDirect)
+                denyDirect: policy.firewall.denyDirect, intercepted: intercepted)
         }
         let mode: InterceptionPlan.Mode
         switch config.intercept.mode {
@@ -373,32 +402,44 @@ public final class Supervisor: @unchecked Sendable {
     /// How often `[match] hosts` are resolved again.
     static let hostRefreshInterval = DispatchTimeInterval.seconds(300)
 
-    /// `policy` with the current addresses of its `[match] hosts` added to its networks:
-    /// what the rules and the worker's destination check use.
-    private func resolved(_ policy: Policy) -> Policy {
-        guard !policy.match.hosts.isEmpty else { return policy }
-        var networks = policy.match.networks
-        for host in policy.match.hosts {
-            do {
-                for text in try HostResolver.addresses(of: host) {
-                    guard let address = IPAddress(text),
-                        let network = try? IPNetwork(address: address, prefixLength: address.isIPv4 ? 32 : 128)
-                    else { continue }
-                    if !networks.contains(where: { $0.contains(address) }) { networks.append(network) }
-                }
-            } catch {
-                logger.warning(
-                    "cannot resolve a policy host; its traffic is not intercepted until it resolves",
-                    metadata: ["policy": "\(policy.name)", "host": "\(host)", "error": "\(error)"])
+    /// Every policy with the current addresses of its `[match] hosts` added to its networks
+    /// (what the rules and the worker's destination check use), by name. An address two
+    /// policies claim is decided by `HostClaims` and reported.
+    private func resolveHosts(_ sources: [Policy]) -> [String: Policy] {
+        let result = HostClaims.resolve(sources) { host in self.lookup(host) }
+        for conflict in result.conflicts {
+            logger.warning("\(conflict)", metadata: ["policy": "\(conflict.policy)", "host": "\(conflict.host)"])
+        }
+        var byName: [String: Policy] = [:]
+        for policy in result.policies {
+            if policy.match.networks.isEmpty {
+                logger.error("policy has no destination address yet", metadata: ["policy": "\(policy.name)"])
             }
+            byName[policy.name] = policy
         }
-        if networks.isEmpty {
-            logger.error("policy has no destination address yet", metadata: ["policy": "\(policy.name)"])
+        return byName
+    }
+
+    /// A host's addresses now; its last known ones when it stops resolving.
+    private func lookup(_ host: String) -> [IPAddress] {
+        do {
+            let addresses = try HostResolver.addresses(of: host).compactMap(IPAddress.init)
+            if !addresses.isEmpty {
+                lastResolved[host] = addresses
+                return addresses
+            }
+        } catch {
+            if let last = lastResolved[host] {
+                logger.warning(
+                    "cannot resolve a policy host; keeping its last addresses",
+                    metadata: ["host": "\(host)", "addresses": "\(last.map(\.description).joined(separator: ","))", "error": "\(error)"])
+                return last
+            }
+            logger.warning(
+                "cannot resolve a policy host; its traffic is not intercepted until it resolves",
+                metadata: ["host": "\(host)", "error": "\(error)"])
         }
-        return Policy(
-            name: policy.name, sourcePath: policy.sourcePath,
-            match: MatchRule(networks: networks, hosts: policy.match.hosts, port: policy.match.port),
-            upstream: policy.upstream, tls: policy.tls, limits: policy.limits, firewall: policy.firewall)
+        return lastResolved[host] ?? []
     }
 
     private func scheduleHostRefresh() {
@@ -413,9 +454,11 @@ public final class Supervisor: @unchecked Sendable {
     /// worker (the old one drains) and the rules follow.
     private func refreshHosts() {
         var retired: [pid_t] = []
+        let resolvedPolicies = resolveHosts(slots.values.map(\.source))
         for name in slots.keys.sorted() {
-            guard var slot = slots[name], !slot.source.match.hosts.isEmpty else { continue }
-            let effective = resolved(slot.source)
+            guard var slot = slots[name], !slot.source.match.hosts.isEmpty,
+                let effective = resolvedPolicies[name]
+            else { continue }
             guard effective != slot.policy else { continue }
             slot.policy = effective
             let old = slot.current

@@ -35,6 +35,12 @@ extension Privileges {
         public let name: String
         public let uid: UInt32
         public let gid: UInt32
+
+        public init(name: String, uid: UInt32, gid: UInt32) {
+            self.name = name
+            self.uid = uid
+            self.gid = gid
+        }
     }
 
     public static func lookup(user name: String) throws -> Account {
@@ -84,5 +90,16 @@ extension Privileges {
     @discardableResult
     public static func raiseFileLimit() -> Int {
         Int(tg_linux_raise_nofile_limit())
+    }
+}
+
+extension Privileges {
+    /// Why `account` cannot open `path` for reading, or nil when it can. Checked the way a
+    /// worker opens it (that uid and gid, no supplementary groups) without changing who
+    /// this process is; see `tg_linux_readable_as`.
+    public static func readProblem(_ path: String, as account: Account) -> String? {
+        let code = tg_linux_readable_as(path, account.uid, account.gid)
+        guard code != 0 else { return nil }
+        return String(cString: strerror(code))
     }
 }

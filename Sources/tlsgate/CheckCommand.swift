@@ -39,7 +39,7 @@ struct CheckCommand: ParsableCommand {
         if let directory {
             result = PolicyLoader.loadDirectory(directory)
         } else if let config {
-            let loaded = GatewayConfigLoader.loadAll(config)
+            let loaded = GatewayValidation.loadAll(config)
             result = PolicyLoadResult(policies: loaded.policies, diagnostics: loaded.diagnostics)
             header = loaded.config.map { [$0.summaryLine] } ?? []
         } else {

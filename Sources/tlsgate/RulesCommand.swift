@@ -20,7 +20,17 @@ struct RulesCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The gateway's config file.", valueName: "file"))
     var config: String = "/etc/tlsgate/tlsgate.toml"
 
+    @Flag(
+        help: ArgumentHelp(
+            "Take the gateway out of service: delete both tables (inet tlsgate and the fail-closed guard inet tlsgate_guard) and the TPROXY routing. Run it with the gateway stopped; LAN traffic then flows without tlsgate.",
+            valueName: "remove"))
+    var remove = false
+
     func run() throws {
+        if remove {
+            try removeEverything()
+            return
+        }
         let (loaded, policies, diagnostics) = GatewayConfigLoader.loadAll(config)
         for diagnostic in diagnostics {
             FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
@@ -49,5 +59,25 @@ struct RulesCommand: ParsableCommand {
             }
         }
         _ = sockets
+    }
+
+    /// What a stopped or killed gateway leaves behind, removed in one transaction. Works
+    /// with a missing or broken config (the TPROXY routing then uses the defaults).
+    private func removeEverything() throws {
+        let loaded = GatewayConfigLoader.load(config).config
+        let intercept = loaded?.intercept ?? GatewayConfig.Intercept()
+        do {
+            try NFTables.deleteTables(includingGuard: true)
+        } catch {
+            FileHandle.standardError.write(Data("tlsgate rules --remove: \(error) (needs root or CAP_NET_ADMIN)\n".utf8))
+            throw ExitCode(1)
+        }
+        for arguments in Ruleset.tproxyRouting(mark: intercept.tproxyMark, table: intercept.tproxyTable) {
+            var delete = arguments
+            if let add = delete.firstIndex(of: "add") { delete[add] = "del" }
+            // Absent unless a tproxy gateway was killed: a failure here means nothing to remove.
+            try? IPRoute.run(delete)
+        }
+        print("removed: nftables tables inet \(Ruleset.tableName) and inet \(Ruleset.guardTableName), TPROXY routing (mark 0x\(String(intercept.tproxyMark, radix: 16)), table \(intercept.tproxyTable))")
     }
 }

@@ -18,15 +18,58 @@ import Testing
         let body = Ruleset.body(for: plan)
         #expect(body.contains("type nat hook prerouting priority dstnat; policy accept;"))
         #expect(body.contains(
-            "ip saddr @clients_v4 ip daddr @dst_http_example_v4 tcp dport 80 redirect to :41000 comment \"http-example\""))
+            "ip saddr @clients_v4 ip daddr @dst_http_dexample_v4 tcp dport 80 redirect to :41000 comment \"http-example\""))
         #expect(body.contains(
-            "ip6 saddr @clients_v6 ip6 daddr @dst_http_example_v6 tcp dport 80 redirect to :41000 comment \"http-example\""))
+            "ip6 saddr @clients_v6 ip6 daddr @dst_http_dexample_v6 tcp dport 80 redirect to :41000 comment \"http-example\""))
         #expect(body.contains("ip daddr @dst_ldap_v4 tcp dport 389 redirect to :41001"))
         #expect(!body.contains("dst_ldap_v6"))
-        // deny_direct only for the policy that asks for it, on the upstream port.
-        #expect(body.contains("ip saddr @clients_v4 ip daddr @dst_http_example_v4 tcp dport 443 counter drop"))
-        #expect(!body.contains("tcp dport 636"))
         #expect(body.contains("elements = { 203.0.113.0/24 }"))
+        // deny_direct only for the policy that asks for it, on the upstream port, in the guard table.
+        #expect(!body.contains("drop"))
+        let guardBody = Ruleset.guardBody(for: plan)
+        #expect(guardBody.contains("ip saddr @clients_v4 ip daddr @dst_http_dexample_v4 tcp dport 443 counter drop"))
+        #expect(!guardBody.contains("tcp dport 636"))
+    }
+
+    @Test func guardRejectsWhatIsNotInterceptedForEveryConfiguredPolicy() {
+        var disabled = ldap
+        disabled.intercepted = false
+        let plan = InterceptionPlan(
+            mode: .redirect, clients: .init(ipv4: ["198.18.0.0/24"], ipv6: ["2001:2::/64"]), entries: [http, disabled],
+            gatewayUID: 999)
+        let guardBody = Ruleset.guardBody(for: plan)
+        #expect(guardBody.hasPrefix("table inet tlsgate_guard {"))
+        #expect(guardBody.contains("type filter hook forward priority filter; policy accept;"))
+        #expect(guardBody.contains(
+            "ip saddr @clients_v4 ip daddr @dst_http_dexample_v4 tcp dport 80 counter reject with tcp reset comment \"http-example fail-closed\""))
+        #expect(guardBody.contains(
+            "ip6 saddr @clients_v6 ip6 daddr @dst_http_dexample_v6 tcp dport 80 counter reject with tcp reset"))
+        // A disabled policy is guarded but not intercepted.
+        #expect(guardBody.contains("ip daddr @dst_ldap_v4 tcp dport 389 counter reject with tcp reset"))
+        let body = Ruleset.body(for: plan)
+        #expect(!body.contains("dst_ldap"))
+        #expect(body.contains("redirect to :41000"))
+    }
+
+    @Test func guardInLocalModeSparesTheGatewaysOwnConnections() {
+        let plan = InterceptionPlan(mode: .local, clients: .init(), entries: [http], gatewayUID: 997)
+        let guardBody = Ruleset.guardBody(for: plan)
+        #expect(guardBody.contains("type filter hook output priority filter;"))
+        #expect(guardBody.contains("meta skuid != 997 ip daddr @dst_http_dexample_v4 tcp dport 80 counter reject with tcp reset"))
+    }
+
+    @Test func setNamesNeverCollide() {
+        let names = ["a-b", "a_b", "a.b", "ab", "a__b", "a_db", "a-_b", "a_-b", "A-b"]
+        let sets = names.map {
+            Ruleset.setName(
+                InterceptionPlan.Entry(
+                    name: $0, ipv4: [], ipv6: [], matchPort: 1, upstreamPort: 2, listenPort: 3, denyDirect: false),
+                v6: false)
+        }
+        #expect(Set(sets).count == names.count, "\(sets)")
+        #expect(sets[0] == "dst_a_db_v4")
+        #expect(sets[1] == "dst_a__b_v4")
+        #expect(sets[2] == "dst_a_pb_v4")
     }
 
     @Test func interfacesInsteadOfNetworks() {
@@ -49,7 +92,7 @@ import Testing
         let plan = InterceptionPlan(mode: .local, clients: .init(), entries: [http], gatewayUID: 997)
         let body = Ruleset.body(for: plan)
         #expect(body.contains("type nat hook output priority -100;"))
-        #expect(body.contains("meta skuid != 997 ip daddr @dst_http_example_v4 tcp dport 80 redirect to :41000"))
+        #expect(body.contains("meta skuid != 997 ip daddr @dst_http_dexample_v4 tcp dport 80 redirect to :41000"))
         #expect(!body.contains("prerouting"))
     }
 
@@ -58,7 +101,11 @@ import Testing
         let lines = Ruleset.script(for: plan).split(separator: "\n")
         #expect(lines[1] == "table inet tlsgate")
         #expect(lines[2] == "delete table inet tlsgate")
-        #expect(lines[3] == "table inet tlsgate {")
+        #expect(lines[3] == "table inet tlsgate_guard")
+        #expect(lines[4] == "delete table inet tlsgate_guard")
+        #expect(lines[5] == "table inet tlsgate {")
+        #expect(lines.contains("table inet tlsgate_guard {"))
+        #expect(Ruleset.removalScript(includingGuard: false) == "table inet tlsgate\ndelete table inet tlsgate\n")
     }
 
     /// Checks the generated script with nft itself (`-c`: parse and validate, apply nothing),

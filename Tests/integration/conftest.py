@@ -600,10 +600,14 @@ class Gateway:
                 pass
         return sorted(p for p in out if pid_alive(p) and _is_worker(p))
 
-    def table(self):
-        """`nft list table inet tlsgate` in the gw namespace, or None if there is none."""
-        r = self.lab.run(self.lab.gw, ["nft", "list", "table", "inet", "tlsgate"], check=False)
+    def table(self, name="tlsgate"):
+        """`nft list table inet NAME` in the gw namespace (default: the interception table;
+        "tlsgate_guard" for the fail-closed guard), or None if there is none."""
+        r = self.lab.run(self.lab.gw, ["nft", "list", "table", "inet", name], check=False)
         return r.stdout if r.returncode == 0 else None
+
+    def guard(self):
+        return self.table("tlsgate_guard")
 
     def hup(self):
         self.proc.send_signal(signal.SIGHUP)
@@ -647,22 +651,22 @@ def gateway(lab, gateway_dir, request):
     """gateway(policies={name: toml}, mode="redirect", user="tlsgate", extra="", wait=True,
     args=(), from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s") -> Gateway running
     `tlsgate run` in the gw namespace (stderr to a file, attached to the report).
-    `extra` is appended to the config after the [workers] table.
+    `extra` is appended to the config after the [workers] table, `intercept_extra` to [intercept].
     Teardown on every path: SIGTERM (then SIGKILL) the supervisor, SIGKILL any worker it
     left, delete the inet tlsgate table and the TPROXY routing rules."""
     running = []
 
     def start(policies, mode="redirect", user=GATEWAY_ACCOUNT, extra="", wait=True, args=(),
-              from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s"):
+              from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", intercept_extra=""):
         for name, text in policies.items():
             (gateway_dir / "policies" / ("%s.toml" % name)).write_text(text)
         for f in (gateway_dir / "policies").iterdir():
             f.chmod(0o644)
         user_line = 'user = "%s"\n' % user if user else ""
         (gateway_dir / "tlsgate.toml").write_text(
-            'policies = "policies"\n%s\n[intercept]\nmode = "%s"\nfrom = [%s]\n\n'
+            'policies = "policies"\n%s\n[intercept]\nmode = "%s"\nfrom = [%s]\n%s\n'
             '[workers]\ndrain_timeout = "%s"\n%s'
-            % (user_line, mode, ", ".join('"%s"' % f for f in from_), drain_timeout, extra))
+            % (user_line, mode, ", ".join('"%s"' % f for f in from_), intercept_extra, drain_timeout, extra))
         (gateway_dir / "tlsgate.toml").chmod(0o644)
         log_path = gateway_dir / ("gateway-%d.log" % len(running))
         with open(log_path, "wb") as logf:
@@ -689,6 +693,8 @@ def gateway(lab, gateway_dir, request):
                     pass
         request.node.add_report_section("teardown", "gateway log %d" % i, g.log())
     lab.run(lab.gw, ["nft", "delete", "table", "inet", "tlsgate"], check=False)
+    # The fail-closed guard outlives a stopped gateway by design; the next test starts clean.
+    lab.run(lab.gw, ["nft", "delete", "table", "inet", "tlsgate_guard"], check=False)
     for fam in ("-4", "-6"):
         for _ in range(4):  # bounded: at most a few leftover rules
             r = lab.run(lab.gw, ["ip", fam, "rule", "del", "fwmark", "0x746c", "lookup", "7468"], check=False)

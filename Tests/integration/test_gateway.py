@@ -203,7 +203,7 @@ def test_deny_direct(lab, tls_server, plain_client, gateway, gateway_dir):
     # Dropped, not refused: the SYN vanishes, the client's 2 s connect times out.
     assert not blocked["ok"] and "timed out" in blocked["error"], blocked
     assert allowed["ok"] and allowed["version"] in ("TLSv1.2", "TLSv1.3"), allowed
-    table = g.table()
+    table = g.guard()   # deny_direct lives in the fail-closed guard table
     (drop,) = rule_lines(table, "@dst_closed_v4", "tcp dport 443", "drop")
     assert not re.search(r"packets 0 ", drop), "the drop rule never matched: " + drop
     assert not rule_lines(table, "@dst_open_v4", "tcp dport 443"), table

@@ -52,4 +52,11 @@ int tg_linux_switch_user_keep_caps(unsigned int uid, unsigned int gid);
 // Drops every capability but CAP_NET_ADMIN from the bounding set (needs CAP_SETPCAP).
 int tg_linux_bound_to_net_admin(void);
 
+// Whether the account uid/gid (with no supplementary groups, as the workers run) can open
+// `path` for reading: 0 if it can, else the errno of the refused open(). Only this thread
+// takes that identity (setfsuid/setfsgid and the raw setgroups syscall are per-thread), and
+// only for the one open(), which never blocks (O_NONBLOCK: a FIFO does not hang it).
+// Needs CAP_SETUID/CAP_SETGID to check for another account; without them, checks as itself.
+int tg_linux_readable_as(const char *path, unsigned int uid, unsigned int gid);
+
 #endif
