@@ -123,9 +123,19 @@ sleep 0.3
 echo "the gateway's log line for it:"
 grep "connection closed" "$RUN/gateway.log" | grep 198.19.0.11 | tail -n 1 | sed 's/^/  /'
 
-say "8. stop: SIGTERM drains, removes the table, exits 0"
+say "8. stop: SIGTERM drains, removes the interception table, exits 0; the fail-closed guard stays"
 kill -TERM "$gateway_pid"; status=0; wait "$gateway_pid" || status=$?; gateway_pid=""
 echo "gateway exit status: $status"
 if ip netns exec "$NS_G" nft list table inet tlsgate >/dev/null 2>&1; then echo "table still present!" >&2; exit 1; fi
 echo "table inet tlsgate removed"
+ip netns exec "$NS_G" nft list table inet tlsgate_guard >/dev/null 2>&1 || { echo "demo.sh: the guard table is missing" >&2; exit 1; }
+echo "with the gateway stopped, plain HTTP to 198.19.0.10 is rejected at the gateway, never forwarded in clear:"
+if ip netns exec "$NS_C" curl -sS --max-time 5 http://198.19.0.10/; then
+  echo "demo.sh: UNEXPECTED: a plain request went through a stopped gateway" >&2; exit 1
+fi
+ip netns exec "$NS_G" nft list table inet tlsgate_guard | grep -E 'reject' | head -n 2 | sed 's/^/  /'
+
+say "9. out of service: tlsgate rules --remove deletes what the stopped gateway left"
+ip netns exec "$NS_G" "$BIN" rules --remove --config "$RUN/tlsgate.toml"
+if ip netns exec "$NS_G" nft list table inet tlsgate_guard >/dev/null 2>&1; then echo "guard still present!" >&2; exit 1; fi
 echo; echo "demo done."
