@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import TLSGatePolicy
+import TLSGateRelay
 import TLSGateSupervisor
 import TLSGateSystem
 
@@ -44,7 +45,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let path = config
-        let (loaded, policies, diagnostics) = GatewayConfigLoader.loadAll(path)
+        let (loaded, policies, diagnostics) = GatewayConfigLoader.loadAll(path, tlsCheck: PolicyTLSCheck.check)
         for diagnostic in diagnostics {
             FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
         }
@@ -80,7 +81,7 @@ struct RunCommand: ParsableCommand {
             options: .init(executable: ProcessSpawner.currentExecutable(), gatewayUID: getuid()),
             logger: logger,
             reloader: {
-                var (config, policies, diagnostics) = GatewayConfigLoader.loadAll(path)
+                var (config, policies, diagnostics) = GatewayConfigLoader.loadAll(path, tlsCheck: PolicyTLSCheck.check)
                 if let format = overrides.0 { config?.log.format = GatewayConfig.LogFormat(rawValue: format)! }
                 if let level = overrides.1 { config?.log.level = level }
                 return (config, policies, diagnostics)
