@@ -152,8 +152,9 @@ int tg_ssl_x509_spki_sha256(X509 *x, unsigned char *out) {
 }
 
 int tg_ssl_check_ocsp(const unsigned char *der, long len, STACK_OF(X509) *chain, X509_STORE *store,
-                      char *reason, size_t reason_len) {
+                      char *reason, size_t reason_len, long *seconds_left) {
     int result = 0;
+    if (seconds_left != NULL) *seconds_left = -1;
     OCSP_RESPONSE *response = NULL;
     OCSP_BASICRESP *basic = NULL;
     OCSP_CERTID *id = NULL;
@@ -193,6 +194,13 @@ int tg_ssl_check_ocsp(const unsigned char *der, long len, STACK_OF(X509) *chain,
         snprintf(reason, reason_len, "stapled OCSP status is %s", OCSP_cert_status_str(cert_status));
         goto done;
     }
+    if (seconds_left != NULL && next_update != NULL) {
+        int days = 0, secs = 0;
+        if (ASN1_TIME_diff(&days, &secs, NULL, next_update) == 1) {
+            long left = (long)days * 86400L + (long)secs;
+            *seconds_left = left > 0 ? left : 0;
+        }
+    }
     result = 1;
 done:
     ERR_clear_error();
@@ -200,4 +208,17 @@ done:
     OCSP_BASICRESP_free(basic);
     OCSP_RESPONSE_free(response);
     return result;
+}
+
+int tg_ssl_store_copy_crls(X509_STORE *from, X509_STORE *to) {
+    int copied = 0;
+    if (from == NULL || to == NULL) return 0;
+    if (X509_STORE_lock(from) != 1) return 0;
+    STACK_OF(X509_OBJECT) *objects = X509_STORE_get0_objects(from);
+    for (int i = 0; i < sk_X509_OBJECT_num(objects); i++) {
+        X509_CRL *crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objects, i));
+        if (crl != NULL && X509_STORE_add_crl(to, crl) == 1) copied++;
+    }
+    X509_STORE_unlock(from);
+    return copied;
 }

@@ -23,10 +23,14 @@ public enum GatewayConfigLoader {
     /// whose networks are in a family `[intercept] from` does not cover), then those of
     /// `PolicyLoader.loadDirectory(config.policies)`. Policies are only read when the
     /// config has no error.
-    public static func loadAll(_ path: String) -> (config: GatewayConfig?, policies: [Policy], diagnostics: [Diagnostic]) {
+    ///
+    /// `tlsCheck` is passed to `PolicyLoader.loadDirectory` (see `TLSSettingsCheck`).
+    public static func loadAll(_ path: String, tlsCheck: TLSSettingsCheck? = nil)
+        -> (config: GatewayConfig?, policies: [Policy], diagnostics: [Diagnostic])
+    {
         let loaded = loadDetailed(path)
         guard let config = loaded.config else { return (nil, [], loaded.diagnostics) }
-        let result = PolicyLoader.loadDirectory(config.policies)
+        let result = PolicyLoader.loadDirectory(config.policies, tlsCheck: tlsCheck)
         let coverage = familyWarnings(config, policies: result.policies, fromLine: loaded.lines.from)
         return (config, result.policies, loaded.diagnostics + coverage + result.diagnostics)
     }

@@ -374,7 +374,16 @@ struct PolicyFileDecoder {
             }
             return text
         }
-        let ciphers = list("ciphers", allowed: { $0.unicodeScalars.allSatisfy { (0x21...0x7e).contains($0.value) } }, example: "ECDHE+AESGCM:ECDHE+CHACHA20")
+        var ciphers = list("ciphers", allowed: { $0.unicodeScalars.allSatisfy { (0x21...0x7e).contains($0.value) } }, example: "ECDHE+AESGCM:ECDHE+CHACHA20")
+        if let text = ciphers, text.lowercased().contains("@seclevel") {
+            // The level decides which keys, signatures and suites OpenSSL accepts at all
+            // (0 allows anonymous suites): tlsgate sets it, no policy does.
+            error(
+                value("tls", "ciphers")?.line,
+                "ciphers \(quoted(text)) sets @SECLEVEL: the security level is not a policy setting (tlsgate keeps the system's, and 0 only for min_version \"1.0\"/\"1.1\"); remove it")
+            ciphers = nil
+            ok = false
+        }
         let suites = list("ciphersuites", allowed: { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == ":") }, example: "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256")
         if let suites {
             let known = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_CCM_SHA256", "TLS_AES_128_CCM_8_SHA256"]
@@ -571,6 +580,11 @@ struct PolicyFileDecoder {
     }
 
     // MARK: - Typed lookups
+
+    /// The line of `key` in `[table]`, or the table's header when the file does not set it.
+    func line(of key: String, in table: String) -> Int {
+        value(table, key)?.line ?? headerLine(table)
+    }
 
     /// The value of `key` in `[table]`, if the file sets it.
     private func value(_ table: String, _ key: String) -> TOMLValue? {

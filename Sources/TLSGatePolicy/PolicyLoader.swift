@@ -10,7 +10,9 @@ public enum PolicyLoader {
     /// Loads every `*.toml` file in `path`, sorted by name (hidden files and other files
     /// are ignored), and checks the policies against each other (two policies may not
     /// claim the same destination and match port). A missing or empty folder is an error.
-    public static func loadDirectory(_ path: String) -> PolicyLoadResult {
+    ///
+    /// `tlsCheck`, when given, runs on every policy without errors (see `TLSSettingsCheck`).
+    public static func loadDirectory(_ path: String, tlsCheck: TLSSettingsCheck? = nil) -> PolicyLoadResult {
         guard let isDirectory = TextFile.isDirectory(path) else {
             return PolicyLoadResult(policies: [], diagnostics: [.error(path, nil, "no such directory")])
         }
@@ -27,12 +29,12 @@ public enum PolicyLoader {
         guard !files.isEmpty else {
             return PolicyLoadResult(policies: [], diagnostics: [.error(path, nil, "no policy files (*.toml) in this directory")])
         }
-        return load(files: files.map { PathText.join(path, $0) })
+        return load(files: files.map { PathText.join(path, $0) }, tlsCheck: tlsCheck)
     }
 
     /// Loads the given policy files (in this order) and checks them against each other.
-    public static func load(files: [String]) -> PolicyLoadResult {
-        let loaded = files.map(loadDetailed)
+    public static func load(files: [String], tlsCheck: TLSSettingsCheck? = nil) -> PolicyLoadResult {
+        let loaded = files.map { loadDetailed($0, tlsCheck: tlsCheck) }
         let conflicts = conflictDiagnostics(loaded)
         var policies: [Policy] = []
         var diagnostics: [Diagnostic] = []
@@ -48,8 +50,8 @@ public enum PolicyLoader {
 
     /// Loads one policy file on its own (no cross-file checks). The policy is nil when
     /// there is any error; warnings may come with a policy.
-    public static func loadFile(_ path: String) -> (Policy?, [Diagnostic]) {
-        let file = loadDetailed(path)
+    public static func loadFile(_ path: String, tlsCheck: TLSSettingsCheck? = nil) -> (Policy?, [Diagnostic]) {
+        let file = loadDetailed(path, tlsCheck: tlsCheck)
         return (file.policy, sortedByLine(file.diagnostics))
     }
 
@@ -63,7 +65,7 @@ public enum PolicyLoader {
         let lines: PolicyFileDecoder.Lines
     }
 
-    static func loadDetailed(_ path: String) -> LoadedFile {
+    static func loadDetailed(_ path: String, tlsCheck: TLSSettingsCheck? = nil) -> LoadedFile {
         let text: String
         do {
             text = try TextFile.readText(path, limit: maximumFileSize)
@@ -78,8 +80,17 @@ public enum PolicyLoader {
             return LoadedFile(path: path, policy: nil, diagnostics: diagnostics, lines: .init())
         }
         var decoder = PolicyFileDecoder(file: path, root: document.table)
-        let policy = decoder.decode()
-        return LoadedFile(path: path, policy: policy, diagnostics: decoder.diagnostics, lines: decoder.lines)
+        var policy = decoder.decode()
+        var diagnostics = decoder.diagnostics
+        if let decoded = policy, let tlsCheck {
+            // The dry run: the TLS library builds the policy's context, without connecting.
+            let problems = tlsCheck(decoded.tls)
+            for problem in problems {
+                diagnostics.append(.error(path, decoder.line(of: problem.key, in: "tls"), problem.message))
+            }
+            if !problems.isEmpty { policy = nil }
+        }
+        return LoadedFile(path: path, policy: policy, diagnostics: diagnostics, lines: decoder.lines)
     }
 
     static func sortedByLine(_ diagnostics: [Diagnostic]) -> [Diagnostic] {

@@ -30,6 +30,10 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     private var upstreamAddress: SocketAddress?
     private var identity: TLSPeerIdentity?
     private var holdsSlot = false
+    /// The upstream channel while its connect is pending (socket and SSL exist): it holds
+    /// the connection's `max_connections` slot, and a client that goes away closes it.
+    private var pendingUpstream: Channel?
+    private var connectPending = false
     private var clientClosed = false
     private var upstreamClosed = false
     private var logged = false
@@ -216,24 +220,32 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             sessionKey: "\(target.ipAddress ?? ""):\(target.port ?? 0)|\(identity)")
         let timeout = TimeAmount.milliseconds(policy.upstream.connectTimeout.milliseconds)
         let handlers = NIOLoopBound((tlsHandler, glue), eventLoop: eventLoop)
+        connectPending = true
         ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                // Runs on this connection's loop before the connect starts: from here the
+                // socket exists, and closeAll() can cancel the connect by closing it.
+                self.pendingUpstream = channel
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(handlers.value.0)
                     try channel.pipeline.syncOperations.addHandler(handlers.value.1)
                 }
             }
             .connect(to: target)
             .whenComplete { result in
+                self.connectPending = false
+                self.pendingUpstream = nil
                 switch result {
                 case .success(let channel):
                     self.upstreamConnected(channel, timeout: timeout)
                 case .failure(let error):
                     self.connectFailed(error)
                 }
+                // A client gone during the connect waited for it to end to free its slot.
+                self.finishIfDone()
             }
     }
 
@@ -424,6 +436,9 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         timer?.cancel()
         timer = nil
         upstream?.close(promise: nil)
+        // A pending connect is cancelled: closing its channel closes the socket (no SYN
+        // retries until connect_timeout) and fails the connect, which ends the connection.
+        pendingUpstream?.close(promise: nil)
         if let page = clientResponse {
             // Answer, half-close, and give the client a moment to read before closing
             // (closing with unread request bytes would send a RST over the answer).
@@ -454,7 +469,9 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     }
 
     private func finishIfDone() {
-        guard clientClosed, upstream == nil || upstreamClosed, !logged else { return }
+        // The slot is held until nothing of the connection is left: a pending connect
+        // counts against max_connections like a relayed connection.
+        guard clientClosed, !connectPending, upstream == nil || upstreamClosed, !logged else { return }
         logged = true
         timer?.cancel()
         if holdsSlot {

@@ -47,6 +47,11 @@ final class WorkerShared: Sendable {
 extension TLSClientConfiguration {
     /// The TLS settings of a validated policy.
     public init(policy: Policy) {
+        self.init(rule: policy.tls)
+    }
+
+    /// The TLS settings of a validated policy's `[tls]` table.
+    public init(rule tls: TLSRule) {
         func version(_ v: TLSProtocolVersion) -> TLSVersion {
             switch v {
             case .tls1_0: return .tls1_0
@@ -55,7 +60,6 @@ extension TLSClientConfiguration {
             case .tls1_3: return .tls1_3
             }
         }
-        let tls = policy.tls
         let ocsp: OCSPMode
         switch tls.ocsp {
         case .off: ocsp = .off

@@ -44,6 +44,15 @@ final class ByteBufferBIO {
         return result
     }
 
+    /// Drops the ciphertext kept from earlier reads (after close_notify nothing more is read).
+    func discardInbound() {
+        if stash.readableBytes > 0 || stash.capacity > 0 { stash = ByteBuffer() }
+        current = nil
+    }
+
+    /// Ciphertext kept for OpenSSL to read later.
+    var bufferedInboundBytes: Int { stash.readableBytes + (current?.readableBytes ?? 0) }
+
     var hasBufferedInbound: Bool { stash.readableBytes > 0 || (current?.readableBytes ?? 0) > 0 }
 
     /// The ciphertext produced so far, leaving `outbound` empty (and reusing its storage

@@ -31,7 +31,7 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
     private let tlsContext: TLSContext
     private let identity: TLSPeerIdentity
     private let sessionKey: String
-    private var connection: TLSConnection?
+    private(set) var connection: TLSConnection?
     private var machine = TLSClientStateMachine()
     private var plaintext = ByteBuffer()
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
@@ -87,16 +87,18 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let connection else { return }
         var buffer = unwrapInboundIn(data)
-        connection.bio.withInbound(&buffer) {
-            switch machine.state {
-            case .handshaking:
-                continueHandshake(context: context)
-            case .active(inputClosed: false, _):
-                readPlaintext(context: context)
-            default:
-                break  // after close_notify or failure, further bytes are ignored
-            }
+        switch machine.inbound() {
+        case .continueHandshake:
+            connection.bio.withInbound(&buffer) { continueHandshake(context: context) }
+        case .decrypt:
+            connection.bio.withInbound(&buffer) { readPlaintext(context: context) }
+        case .discard:
+            // After close_notify or a failure nothing more is read: drop the bytes (and any
+            // tail kept from before) instead of stashing them without limit.
+            connection.bio.discardInbound()
         }
+        // Bytes that followed the close_notify in the same read are not kept either.
+        if machine.inbound() == .discard { connection.bio.discardInbound() }
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {

@@ -59,6 +59,23 @@ struct TLSClientStateMachine {
         }
     }
 
+    /// What to do with ciphertext from the server.
+    enum InboundAction: Equatable {
+        case continueHandshake
+        case decrypt
+        /// After the server's close_notify, or after a failure or close: nothing more is
+        /// read, so the bytes are dropped at once rather than kept (memory stays bounded
+        /// whatever the server keeps sending).
+        case discard
+    }
+    func inbound() -> InboundAction {
+        switch state {
+        case .handshaking: return .continueHandshake
+        case .active(inputClosed: false, _): return .decrypt
+        case .idle, .active(inputClosed: true, _), .failed, .closed: return .discard
+        }
+    }
+
     enum WriteAction: Equatable { case buffer, encrypt, fail }
     func write() -> WriteAction {
         switch state {

@@ -34,6 +34,18 @@ final class TLSConnection {
     private(set) var verifyDetail: String?
     /// The server's leaf certificate, once seen.
     private(set) var peerCertificate: TLSCertificateSummary?
+    /// The staple verdict of the session offered for resumption: `.some(until)` when a
+    /// session was offered (`until` nil: it had no verified staple), nil when none was.
+    private var offeredStaple: NIODeadline?? = nil
+    /// A good OCSP staple was verified in this handshake.
+    private var stapleVerified = false
+    /// Until when this connection's staple verdict holds (its nextUpdate): a good staple
+    /// of this handshake, or the verdict of the session it resumed. Kept with the sessions
+    /// the server issues on this connection.
+    private(set) var stapleValidUntil: NIODeadline?
+    /// `pin_only`: the pinned certificates the chain was checked against (owned, freed in
+    /// deinit); the stapled OCSP response's signer must chain to them too.
+    private var pinAnchors: OpaquePointer?
 
     init(
         context: TLSContext,
@@ -61,7 +73,8 @@ final class TLSConnection {
         self.identity = identity
         _ = tg_ssl_set_app_data(ssl, Unmanaged.passUnretained(self).toOpaque())
         try configureIdentity()
-        context.sessions.apply(to: ssl, key: sessionKey)
+        offeredStaple = context.sessions.apply(
+            to: ssl, key: sessionKey, needsStaple: context.configuration.ocsp == .requireStapled)
         offeredSession = SSL_get_session(ssl) != nil
         SSL_set_connect_state(ssl)
     }
@@ -69,6 +82,7 @@ final class TLSConnection {
     deinit {
         _ = tg_ssl_set_app_data(ssl, nil)
         SSL_free(ssl)
+        if let pinAnchors { X509_STORE_free(pinAnchors) }
     }
 
     private func configureIdentity() throws(TLSError) {
@@ -120,28 +134,43 @@ final class TLSConnection {
     /// signed the handshake) to a pinned certificate; a pinned certificate merely appended to
     /// someone else's chain proves nothing. Dates, purpose and depth are checked as usual.
     private func verifyPinOnly(_ store: OpaquePointer, leaf: OpaquePointer) -> Int32 {
+        let configuration = context.configuration
         let untrusted = X509_STORE_CTX_get0_untrusted(store)
         let pinned = ([leaf] + Self.certificates(untrusted)).filter(isPinned)
         guard !pinned.isEmpty else {
             return refuse(store, "no certificate the server presented matches the policy's pins (pin_only)")
         }
         guard let anchors = X509_STORE_new() else { return refuse(store, "out of memory") }
-        defer { X509_STORE_free(anchors) }
+        if let old = pinAnchors { X509_STORE_free(old) }
+        pinAnchors = anchors  // freed in deinit; the OCSP check uses it too
         for cert in pinned { _ = X509_STORE_add_cert(anchors, cert) }
-        X509_STORE_set_flags(anchors, UInt(X509_V_FLAG_PARTIAL_CHAIN))
-        X509_STORE_set_depth(anchors, Int32(max(1, context.configuration.verifyDepth)))
+        var flags = UInt(X509_V_FLAG_PARTIAL_CHAIN)
+        if !configuration.crlFiles.isEmpty {
+            // The policy's CRLs apply under pin_only too: the leaf is checked against them
+            // (issued by the next certificate of the chain that leads to the pin).
+            _ = tg_ssl_store_copy_crls(SSL_CTX_get_cert_store(context.ctx), anchors)
+            flags |= UInt(X509_V_FLAG_CRL_CHECK)
+        }
+        X509_STORE_set_flags(anchors, flags)
+        X509_STORE_set_depth(anchors, Int32(max(1, configuration.verifyDepth)))
         guard let check = X509_STORE_CTX_new() else { return refuse(store, "out of memory") }
         defer { X509_STORE_CTX_free(check) }
         guard X509_STORE_CTX_init(check, anchors, leaf, untrusted) == 1 else {
             return refuse(store, "cannot check the chain against the pins")
         }
         _ = X509_STORE_CTX_set_default(check, "ssl_server")
-        if X509_verify_cert(check) == 1 { return 1 }
+        if X509_verify_cert(check) == 1 {
+            // The chain that leads to the pin becomes the connection's verified chain
+            // (OpenSSL copies it from `store`): the OCSP check and the logs see it.
+            X509_STORE_CTX_set0_verified_chain(store, X509_STORE_CTX_get1_chain(check))
+            return 1
+        }
         let code = X509_STORE_CTX_get_error(check)
         OpenSSLErrorQueue.clear()
         switch code {
         case X509_V_ERR_CERT_HAS_EXPIRED, X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_INVALID_PURPOSE,
-            X509_V_ERR_CERT_CHAIN_TOO_LONG:
+            X509_V_ERR_CERT_CHAIN_TOO_LONG, X509_V_ERR_CERT_REVOKED, X509_V_ERR_CRL_HAS_EXPIRED,
+            X509_V_ERR_CRL_NOT_YET_VALID, X509_V_ERR_UNABLE_TO_GET_CRL, X509_V_ERR_CRL_SIGNATURE_FAILURE:
             X509_STORE_CTX_set_error(store, code)
             return 0
         default:
@@ -181,11 +210,25 @@ final class TLSConnection {
         return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
     }
 
+    /// The staple verdict of the resumed session holds: the handshake resumed the session
+    /// offered, and that session's good staple is not past its nextUpdate.
+    private var resumedStapleHolds: Bool {
+        guard SSL_session_reused(ssl) == 1, case .some(.some(let until)) = offeredStaple else { return false }
+        return until > .now()
+    }
+
     /// Checks the stapled OCSP response; 1 to go on, 0 to fail the handshake.
+    ///
+    /// A resumed handshake carries no staple (TLS 1.3 still calls this): it goes on when
+    /// the session it resumed was made with a good staple that still holds.
     func checkStaple() -> Int32 {
         var response: UnsafePointer<UInt8>? = nil
         let length = tg_ssl_get_tlsext_status_ocsp_resp(ssl, &response)
         guard length > 0, let response else {
+            if resumedStapleHolds {
+                if case .some(.some(let until)) = offeredStaple { stapleValidUntil = until }
+                return 1
+            }
             if context.configuration.ocsp == .requireStapled {
                 verifyDetail = "the server stapled no OCSP response (ocsp = require-stapled)"
                 return 0
@@ -193,20 +236,70 @@ final class TLSConnection {
             return 1
         }
         var reason = [CChar](repeating: 0, count: 256)
+        var secondsLeft = -1
+        // Under pin_only the responder must chain to the pins, like the server.
+        let anchors = pinAnchors ?? SSL_CTX_get_cert_store(context.ctx)
         let ok = tg_ssl_check_ocsp(
-            response, length, SSL_get0_verified_chain(ssl), SSL_CTX_get_cert_store(context.ctx), &reason, reason.count)
+            response, length, SSL_get0_verified_chain(ssl), anchors, &reason, reason.count, &secondsLeft)
         if ok != 1 {
             verifyDetail = reason.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             return 0
         }
+        stapleVerified = true
+        stapleValidUntil = secondsLeft >= 0 ? .now() + .seconds(Int64(secondsLeft)) : nil
         return 1
+    }
+
+    /// What must hold after every handshake, full or resumed, before a byte is relayed:
+    /// the server presented a certificate (no anonymous suite), OpenSSL's verification
+    /// result is X509_V_OK under the policy's rules, tlsgate's own checks passed, and under
+    /// `ocsp = require-stapled` a good staple was seen (or the resumed session's holds).
+    /// Returns nil when they do, else the verification error.
+    func verifiedHandshakeError() -> TLSError? {
+        let verify = SSL_get_verify_result(ssl)
+        func failure(_ message: String, code: Int = Int(X509_V_ERR_APPLICATION_VERIFICATION)) -> TLSError {
+            TLSError(
+                kind: .verificationFailed, reasons: OpenSSLErrorQueue.drain(), verifyCode: code,
+                verifyMessage: message, peerCertificate: peerCertificate)
+        }
+        guard SSL_get0_peer_certificate(ssl) != nil else {
+            let cipher = SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? "none"
+            return failure("the server presented no certificate (cipher \(cipher)): nothing was verified")
+        }
+        guard verify == X509_V_OK else {
+            return failure(verifyDetail ?? String(cString: X509_verify_cert_error_string(verify)), code: Int(verify))
+        }
+        if let verifyDetail { return failure(verifyDetail) }
+        if context.configuration.ocsp == .requireStapled && !stapleVerified && !resumedStapleHolds {
+            return failure("the server stapled no OCSP response (ocsp = require-stapled)")
+        }
+        return nil
+    }
+
+    /// Whether a session the server issued on this connection may be kept for resumption:
+    /// only one of a verified server (the session callback runs before the end of a TLS 1.2
+    /// handshake, so this checks again rather than rely on the post-handshake check).
+    func mayCacheSession(_ session: OpaquePointer) -> Bool {
+        guard SSL_SESSION_get0_peer(session) != nil, SSL_get_verify_result(ssl) == X509_V_OK, verifyDetail == nil
+        else { return false }
+        if context.configuration.ocsp == .requireStapled {
+            if resumedStapleHolds, case .some(.some(let until)) = offeredStaple { stapleValidUntil = until }
+            return stapleVerified || resumedStapleHolds
+        }
+        return true
     }
 
     /// Drives the handshake with whatever ciphertext the BIO holds.
     func handshake() -> StepResult {
         OpenSSLErrorQueue.clear()
         let rc = SSL_do_handshake(ssl)
-        if rc == 1 { return .complete }
+        if rc == 1 {
+            if let error = verifiedHandshakeError() {
+                context.sessions.remove(sessionKey)
+                return .failed(error)
+            }
+            return .complete
+        }
         let error = SSL_get_error(ssl, rc)
         switch error {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:

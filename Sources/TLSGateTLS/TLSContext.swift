@@ -1,6 +1,7 @@
 import COpenSSL
 import CTLSGateOpenSSL
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// Owns one OpenSSL `SSL_CTX` configured for a policy. Shared by every connection and
 /// every event loop of a worker (OpenSSL contexts are thread-safe once configured), and
@@ -28,20 +29,30 @@ public final class TLSContext: Sendable {
         SSL_CTX_free(ctx)
     }
 
+    /// What is always appended to the TLS 1.2 cipher list: no suite without server
+    /// authentication or without encryption, whatever the policy's list says. A `!` in
+    /// OpenSSL removes the suites for good, so nothing earlier in the list can bring them back.
+    static let cipherListHardening = "!aNULL:!eNULL"
+
+    /// The cipher list handed to OpenSSL for a policy's `ciphers` (nil: OpenSSL's DEFAULT).
+    static func cipherList(_ ciphers: String?) -> String {
+        "\(ciphers ?? "DEFAULT"):\(cipherListHardening)"
+    }
+
     private static func configure(_ ctx: OpaquePointer, _ configuration: TLSClientConfiguration) throws(TLSError) {
-        // Legacy versions need security level 0 in OpenSSL 3; only a policy that asks for
-        // them gets it, and the policy layer warns about it.
-        if configuration.minVersion < .tls1_2 {
-            SSL_CTX_set_security_level(ctx, 0)
-        }
+        // The system's security level (Debian: 2). A policy cannot change it: `@SECLEVEL`
+        // in the cipher list is refused here and by the policy check, and the level is set
+        // again after the list.
+        let baselineLevel = SSL_CTX_get_security_level(ctx)
         guard tg_ssl_ctx_set_min_proto_version(ctx, Int32(configuration.minVersion.rawValue)) == 1 else {
-            throw OpenSSLErrorQueue.error(.configuration, "cannot set minimum version \(configuration.minVersion)")
+            throw OpenSSLErrorQueue.error(
+                .configuration, "cannot set minimum version \(configuration.minVersion)", setting: .minVersion)
         }
         if let max = configuration.maxVersion {
             guard max >= configuration.minVersion,
                 tg_ssl_ctx_set_max_proto_version(ctx, Int32(max.rawValue)) == 1
             else {
-                throw OpenSSLErrorQueue.error(.configuration, "cannot set maximum version \(max)")
+                throw OpenSSLErrorQueue.error(.configuration, "cannot set maximum version \(max)", setting: .maxVersion)
             }
         }
         _ = tg_ssl_ctx_set_options(ctx, tg_ssl_op_no_renegotiation() | tg_ssl_op_no_compression())
@@ -51,47 +62,66 @@ public final class TLSContext: Sendable {
         _ = tg_ssl_ctx_set_session_cache_mode(ctx, tg_ssl_sess_cache_client_no_internal())
 
         // Verification is always on; a failed chain aborts the handshake. tlsgate runs the
-        // whole check itself (chain, identity, pins: see TLSConnection.verifyPeer).
+        // whole check itself (chain, identity, pins: see TLSConnection.verifyPeer), and
+        // checks again after every handshake, resumed ones too (TLSConnection.handshake).
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
         SSL_CTX_set_verify_depth(ctx, Int32(max(1, configuration.verifyDepth)))
         SSL_CTX_set_cert_verify_callback(ctx, tlsgateCertVerifyCallback, nil)
         if configuration.ocsp != .off {
             _ = tg_ssl_ctx_set_tlsext_status_cb(ctx, tlsgateOCSPStatusCallback)
         }
-        if let ciphers = configuration.ciphers, SSL_CTX_set_cipher_list(ctx, ciphers) != 1 {
-            throw OpenSSLErrorQueue.error(.configuration, "bad ciphers \"\(ciphers)\"")
+        if let ciphers = configuration.ciphers, ciphers.lowercased().contains("@seclevel") {
+            throw TLSError(
+                kind: .configuration,
+                context: "ciphers \"\(ciphers)\" sets @SECLEVEL: the security level is not a policy setting",
+                setting: .ciphers)
         }
+        let cipherList = Self.cipherList(configuration.ciphers)
+        guard SSL_CTX_set_cipher_list(ctx, cipherList) == 1 else {
+            throw OpenSSLErrorQueue.error(
+                .configuration, "OpenSSL finds no usable cipher in \"\(configuration.ciphers ?? "DEFAULT")\"",
+                setting: .ciphers)
+        }
+        // Legacy versions need security level 0 in OpenSSL 3; only a policy that asks for
+        // them gets it (the policy layer warns about it). It lowers the level for versions,
+        // keys and signatures, never for anonymous or null suites: the list above has none.
+        SSL_CTX_set_security_level(ctx, configuration.minVersion < .tls1_2 ? 0 : baselineLevel)
         if let suites = configuration.ciphersuites, SSL_CTX_set_ciphersuites(ctx, suites) != 1 {
-            throw OpenSSLErrorQueue.error(.configuration, "bad ciphersuites \"\(suites)\"")
+            throw OpenSSLErrorQueue.error(
+                .configuration, "OpenSSL refuses the TLS 1.3 suites \"\(suites)\"", setting: .ciphersuites)
         }
         if let groups = configuration.groups, tg_ssl_ctx_set1_groups_list(ctx, groups) != 1 {
-            throw OpenSSLErrorQueue.error(.configuration, "bad groups \"\(groups)\"")
+            throw OpenSSLErrorQueue.error(.configuration, "OpenSSL refuses the groups \"\(groups)\"", setting: .groups)
         }
         if let sigalgs = configuration.signatureAlgorithms, tg_ssl_ctx_set1_sigalgs_list(ctx, sigalgs) != 1 {
-            throw OpenSSLErrorQueue.error(.configuration, "bad signature_algorithms \"\(sigalgs)\"")
+            throw OpenSSLErrorQueue.error(
+                .configuration, "OpenSSL refuses the signature algorithms \"\(sigalgs)\"",
+                setting: .signatureAlgorithms)
         }
         if let certificate = configuration.clientCertificate {
             guard let key = configuration.clientKey else {
-                throw TLSError(kind: .configuration, context: "client_certificate without client_key")
+                throw TLSError(kind: .configuration, context: "client_certificate without client_key", setting: .clientKey)
             }
             guard SSL_CTX_use_certificate_chain_file(ctx, certificate) == 1 else {
-                throw OpenSSLErrorQueue.error(.configuration, "cannot load client certificate \(certificate)")
+                throw OpenSSLErrorQueue.error(
+                    .configuration, "cannot load the client certificate \(certificate)", setting: .clientCertificate)
             }
             guard SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1 else {
-                throw OpenSSLErrorQueue.error(.configuration, "cannot load client key \(key)")
+                throw OpenSSLErrorQueue.error(.configuration, "cannot load the client key \(key)", setting: .clientKey)
             }
             guard SSL_CTX_check_private_key(ctx) == 1 else {
-                throw OpenSSLErrorQueue.error(.configuration, "client key \(key) does not match \(certificate)")
+                throw OpenSSLErrorQueue.error(
+                    .configuration, "the client key \(key) does not match \(certificate)", setting: .clientKey)
             }
         }
         if !configuration.crlFiles.isEmpty {
             let store = SSL_CTX_get_cert_store(ctx)
             guard let lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file()) else {
-                throw OpenSSLErrorQueue.error(.configuration, "cannot add a CRL lookup")
+                throw OpenSSLErrorQueue.error(.configuration, "cannot add a CRL lookup", setting: .crl)
             }
             for file in configuration.crlFiles {
                 guard X509_load_crl_file(lookup, file, X509_FILETYPE_PEM) > 0 else {
-                    throw OpenSSLErrorQueue.error(.configuration, "cannot load CRL file \(file)")
+                    throw OpenSSLErrorQueue.error(.configuration, "cannot load the CRL file \(file)", setting: .crl)
                 }
             }
             // The leaf is checked against the CRLs; a CRL past its nextUpdate fails.
@@ -102,30 +132,32 @@ public final class TLSContext: Sendable {
                 ctx, TLSClientConfiguration.systemCAFile, TLSClientConfiguration.systemCADirectory) == 1
             else {
                 throw OpenSSLErrorQueue.error(
-                    .configuration, "cannot load the system trust store \(TLSClientConfiguration.systemCAFile)")
+                    .configuration, "cannot load the system trust store \(TLSClientConfiguration.systemCAFile)",
+                    setting: .trust)
             }
         }
         for file in configuration.caFiles {
             guard SSL_CTX_load_verify_file(ctx, file) == 1 else {
-                throw OpenSSLErrorQueue.error(.configuration, "cannot load CA file \(file)")
+                throw OpenSSLErrorQueue.error(.configuration, "cannot load the CA file \(file)", setting: .trust)
             }
         }
         if !configuration.trustSystem && configuration.caFiles.isEmpty && !configuration.pinOnly {
-            throw TLSError(kind: .configuration, context: "no trust anchors: trust the system store or give a CA file")
+            throw TLSError(
+                kind: .configuration, context: "no trust anchors: trust the system store or give a CA file", setting: .trust)
         }
         if !configuration.alpn.isEmpty {
             var wire: [UInt8] = []
             for proto in configuration.alpn {
                 let bytes = Array(proto.utf8)
                 guard !bytes.isEmpty, bytes.count <= 255 else {
-                    throw TLSError(kind: .configuration, context: "bad ALPN protocol name \"\(proto)\"")
+                    throw TLSError(kind: .configuration, context: "bad ALPN protocol name \"\(proto)\"", setting: .alpn)
                 }
                 wire.append(UInt8(bytes.count))
                 wire.append(contentsOf: bytes)
             }
             // Note: SSL_CTX_set_alpn_protos returns 0 on success.
             guard SSL_CTX_set_alpn_protos(ctx, wire, UInt32(wire.count)) == 0 else {
-                throw OpenSSLErrorQueue.error(.configuration, "cannot set ALPN protocols")
+                throw OpenSSLErrorQueue.error(.configuration, "cannot set ALPN protocols", setting: .alpn)
             }
         }
     }
@@ -140,9 +172,18 @@ public final class TLSContext: Sendable {
 /// is shared. Each key keeps its `perKey` newest sessions (enough for a burst of concurrent
 /// connections to one server: with 8, only 74% of them resumed under 50 at once; with 64,
 /// 100%, measured by Scripts/bench.sh); the cache keeps `capacity` keys.
+///
+/// Each session remembers until when the good OCSP staple of the handshake that made it
+/// holds (its nextUpdate): a resumed handshake carries no staple, so under
+/// `ocsp = require-stapled` a session is offered only while that verdict holds.
 final class TLSSessionCache: Sendable {
+    struct Entry {
+        let session: OpaquePointer
+        /// The good staple's nextUpdate, or nil when no staple was verified (or it had none).
+        let stapleValidUntil: NIODeadline?
+    }
     private struct Storage: @unchecked Sendable {
-        var entries: [String: [OpaquePointer]] = [:]  // oldest first
+        var entries: [String: [Entry]] = [:]  // oldest first
         var order: [String] = []  // insertion order of keys, for eviction
     }
     private let storage = NIOLockedValueBox(Storage())
@@ -153,21 +194,22 @@ final class TLSSessionCache: Sendable {
 
     deinit {
         storage.withLockedValue { s in
-            for sessions in s.entries.values { sessions.forEach { SSL_SESSION_free($0) } }
+            for sessions in s.entries.values { sessions.forEach { SSL_SESSION_free($0.session) } }
             s.entries.removeAll()
         }
     }
 
     /// Takes ownership of one reference to `session`.
-    func store(_ session: OpaquePointer, for key: String) {
-        let evicted: [OpaquePointer] = storage.withLockedValue { s in
-            var freed: [OpaquePointer] = []
+    func store(_ session: OpaquePointer, for key: String, stapleValidUntil: NIODeadline? = nil) {
+        let entry = Entry(session: session, stapleValidUntil: stapleValidUntil)
+        let evicted: [Entry] = storage.withLockedValue { s in
+            var freed: [Entry] = []
             if var sessions = s.entries[key] {
-                sessions.append(session)
+                sessions.append(entry)
                 while sessions.count > Self.perKey { freed.append(sessions.removeFirst()) }
                 s.entries[key] = sessions
             } else {
-                s.entries[key] = [session]
+                s.entries[key] = [entry]
                 s.order.append(key)
                 while s.order.count > capacity {
                     let victim = s.order.removeFirst()
@@ -176,21 +218,31 @@ final class TLSSessionCache: Sendable {
             }
             return freed
         }
-        for session in evicted { SSL_SESSION_free(session) }
+        for entry in evicted { SSL_SESSION_free(entry.session) }
     }
 
     /// Sets the newest resumable session for `key` on `ssl`: a TLS 1.3 one leaves the pool.
-    func apply(to ssl: OpaquePointer, key: String) {
-        let spent: [OpaquePointer] = storage.withLockedValue { s in
+    /// With `needsStaple`, only a session whose staple verdict still holds at `now` is
+    /// offered (the others are dropped). Returns the offered session's staple verdict
+    /// (`.some(nil)` for a session without one), or nil when none was offered.
+    @discardableResult
+    func apply(to ssl: OpaquePointer, key: String, needsStaple: Bool = false, now: NIODeadline = .now())
+        -> NIODeadline??
+    {
+        var offered: NIODeadline?? = nil
+        let spent: [Entry] = storage.withLockedValue { s in
             guard var sessions = s.entries[key] else { return [] }
-            var spent: [OpaquePointer] = []
-            while let session = sessions.last {
-                guard SSL_SESSION_is_resumable(session) == 1 else {
+            var spent: [Entry] = []
+            while let entry = sessions.last {
+                guard SSL_SESSION_is_resumable(entry.session) == 1,
+                    !needsStaple || (entry.stapleValidUntil.map { $0 > now } ?? false)
+                else {
                     spent.append(sessions.removeLast())
                     continue
                 }
-                _ = SSL_set_session(ssl, session)  // takes its own reference
-                if SSL_SESSION_get_protocol_version(session) >= TLS1_3_VERSION {
+                _ = SSL_set_session(ssl, entry.session)  // takes its own reference
+                offered = .some(entry.stapleValidUntil)
+                if SSL_SESSION_get_protocol_version(entry.session) >= TLS1_3_VERSION {
                     spent.append(sessions.removeLast())
                 }
                 break
@@ -198,17 +250,18 @@ final class TLSSessionCache: Sendable {
             s.entries[key] = sessions
             return spent
         }
-        for session in spent { SSL_SESSION_free(session) }
+        for entry in spent { SSL_SESSION_free(entry.session) }
+        return offered
     }
 
     /// Forgets `key`, e.g. after a handshake with one of its sessions failed.
     func remove(_ key: String) {
-        let old = storage.withLockedValue { s -> [OpaquePointer] in
+        let old = storage.withLockedValue { s -> [Entry] in
             guard let old = s.entries.removeValue(forKey: key) else { return [] }
             s.order.removeAll { $0 == key }
             return old
         }
-        for session in old { SSL_SESSION_free(session) }
+        for entry in old { SSL_SESSION_free(entry.session) }
     }
 
     /// Keys with at least one session.
@@ -222,7 +275,10 @@ final class TLSSessionCache: Sendable {
 private func tlsgateNewSessionCallback(_ ssl: OpaquePointer?, _ session: OpaquePointer?) -> Int32 {
     guard let ssl, let session, let raw = tg_ssl_get_app_data(ssl) else { return 0 }
     let connection = Unmanaged<TLSConnection>.fromOpaque(raw).takeUnretainedValue()
-    connection.context.sessions.store(session, for: connection.sessionKey)
+    // Only a session of a verified server is kept: with no peer certificate (an anonymous
+    // suite) or a failed check, returning 0 lets OpenSSL drop it.
+    guard connection.mayCacheSession(session) else { return 0 }
+    connection.context.sessions.store(session, for: connection.sessionKey, stapleValidUntil: connection.stapleValidUntil)
     return 1
 }
 

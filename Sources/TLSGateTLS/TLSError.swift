@@ -43,6 +43,8 @@ public struct TLSError: Error, Sendable, CustomStringConvertible {
     public let context: String?
     /// The server's certificate, when it sent one (for the audit log).
     public let peerCertificate: TLSCertificateSummary?
+    /// For a `.configuration` error: the setting OpenSSL refused.
+    public let setting: TLSSetting?
 
     public init(
         kind: Kind,
@@ -50,7 +52,8 @@ public struct TLSError: Error, Sendable, CustomStringConvertible {
         verifyCode: Int? = nil,
         verifyMessage: String? = nil,
         context: String? = nil,
-        peerCertificate: TLSCertificateSummary? = nil
+        peerCertificate: TLSCertificateSummary? = nil,
+        setting: TLSSetting? = nil
     ) {
         self.kind = kind
         self.reasons = reasons
@@ -58,6 +61,7 @@ public struct TLSError: Error, Sendable, CustomStringConvertible {
         self.verifyMessage = verifyMessage
         self.context = context
         self.peerCertificate = peerCertificate
+        self.setting = setting
     }
 
     /// One line for logs: the most specific reason first.
@@ -77,6 +81,13 @@ public struct TLSError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// The `TLSClientConfiguration` setting a configuration error is about, so that callers
+/// can point at the line that set it.
+public enum TLSSetting: String, Sendable, Hashable {
+    case trust, minVersion, maxVersion, ciphers, ciphersuites, groups, signatureAlgorithms
+    case clientCertificate, clientKey, crl, alpn
+}
+
 /// Reads and empties OpenSSL's thread-local error queue.
 enum OpenSSLErrorQueue {
     static func drain() -> [String] {
@@ -93,7 +104,7 @@ enum OpenSSLErrorQueue {
 
     static func clear() { ERR_clear_error() }
 
-    static func error(_ kind: TLSError.Kind, _ context: String) -> TLSError {
-        TLSError(kind: kind, reasons: drain(), context: context)
+    static func error(_ kind: TLSError.Kind, _ context: String, setting: TLSSetting? = nil) -> TLSError {
+        TLSError(kind: kind, reasons: drain(), context: context, setting: setting)
     }
 }

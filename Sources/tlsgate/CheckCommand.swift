@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TLSGatePolicy
+import TLSGateRelay
 
 /// `tlsgate check [--config FILE] [DIR]`: validates the global config and every policy
 /// file and prints either all problems (stderr, exit 2) or a one-line summary of the
@@ -37,7 +38,7 @@ struct CheckCommand: ParsableCommand {
         let result: PolicyLoadResult
         var header: [String] = []
         if let directory {
-            result = PolicyLoader.loadDirectory(directory)
+            result = PolicyLoader.loadDirectory(directory, tlsCheck: PolicyTLSCheck.check)
         } else if let config {
             let loaded = GatewayValidation.loadAll(config)
             result = PolicyLoadResult(policies: loaded.policies, diagnostics: loaded.diagnostics)

@@ -1,5 +1,6 @@
 import Foundation
 import TLSGatePolicy
+import TLSGateRelay
 import TLSGateSystem
 
 #if canImport(Glibc)
@@ -7,11 +8,12 @@ import Glibc
 #endif
 
 /// What `check --config`, `run` and every reload validate, in one place: the config and
-/// its policies (`GatewayConfigLoader.loadAll`), then the files each worker will open,
-/// tried as the account the workers run as.
+/// its policies (`GatewayConfigLoader.loadAll`, with each policy's TLS context built by
+/// OpenSSL as a dry run), then the files each worker will open, tried as the account the
+/// workers run as.
 enum GatewayValidation {
     static func loadAll(_ path: String) -> (config: GatewayConfig?, policies: [Policy], diagnostics: [Diagnostic]) {
-        let (config, policies, diagnostics) = GatewayConfigLoader.loadAll(path)
+        let (config, policies, diagnostics) = GatewayConfigLoader.loadAll(path, tlsCheck: PolicyTLSCheck.check)
         guard let config, let account = workerAccount(config) else { return (config, policies, diagnostics) }
         let access = PolicyFileAccess.diagnostics(for: policies, account: account.name) { file in
             Privileges.readProblem(file, as: account)

@@ -32,7 +32,7 @@ struct ProbeCommand: ParsableCommand {
     var host: String?
 
     func run() throws {
-        let (loaded, diagnostics) = PolicyLoader.loadFile(policy)
+        let (loaded, diagnostics) = PolicyLoader.loadFile(policy, tlsCheck: PolicyTLSCheck.check)
         for diagnostic in diagnostics { FileHandle.standardError.write(Data("\(diagnostic)\n".utf8)) }
         guard let loaded, !diagnostics.contains(where: \.isError) else { throw ExitCode(2) }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import TLSGatePolicy
+import TLSGateRelay
 import TLSGateSupervisor
 import TLSGateSystem
 

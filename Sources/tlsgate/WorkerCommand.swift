@@ -91,7 +91,7 @@ struct WorkerCommand: ParsableCommand {
             drain = assignment.drainTimeout
             if assignment.threads > 0 { threadCount = assignment.threads }
         } else {
-            let (policy, diagnostics) = PolicyLoader.loadFile(policy!)
+            let (policy, diagnostics) = PolicyLoader.loadFile(policy!, tlsCheck: PolicyTLSCheck.check)
             for diagnostic in diagnostics {
                 FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
             }

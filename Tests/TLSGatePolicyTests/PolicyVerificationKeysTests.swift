@@ -315,7 +315,14 @@ import Testing
             "p.toml:9: ciphers \"AES\\u0001\" is not an OpenSSL list such as \"ECDHE+AESGCM:ECDHE+CHACHA20\""
         ])
         #expect(try diagnostics(tls("ciphers = 1")) == ["p.toml:9: ciphers must be a string, got an integer"])
-        #expect(try diagnostics(tls("ciphers = \"HIGH:!aNULL:!MD5:@SECLEVEL=2\"")) == [])
+        #expect(try diagnostics(tls("ciphers = \"HIGH:!aNULL:!MD5:@STRENGTH\"")) == [])
+        // The security level is tlsgate's, never a policy's (0 would allow anonymous suites).
+        let seclevel = "sets @SECLEVEL: the security level is not a policy setting (tlsgate keeps the system's, and 0 only for min_version \"1.0\"/\"1.1\"); remove it"
+        #expect(try diagnostics(tls("ciphers = \"ALL:@SECLEVEL=0\"")) == ["p.toml:9: ciphers \"ALL:@SECLEVEL=0\" \(seclevel)"])
+        #expect(try diagnostics(tls("ciphers = \"HIGH:!aNULL:!MD5:@SECLEVEL=2\"")) == [
+            "p.toml:9: ciphers \"HIGH:!aNULL:!MD5:@SECLEVEL=2\" \(seclevel)"
+        ])
+        #expect(try diagnostics(tls("ciphers = \"aNULL:@seclevel=0\"")) == ["p.toml:9: ciphers \"aNULL:@seclevel=0\" \(seclevel)"])
 
         let suites = "(TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_CCM_SHA256, TLS_AES_128_CCM_8_SHA256)"
         #expect(try diagnostics(tls("ciphersuites = \"TLS_AES_256_GCM_SHA384:TLS_AES_256_CBC_SHA\"")) == [

@@ -15,6 +15,13 @@ final class InMemoryTLSServer {
             _ = tg_ssl_ctx_set_min_proto_version(ctx, minVersion)
             if maxVersion != 0 { _ = tg_ssl_ctx_set_max_proto_version(ctx, maxVersion) }
         }
+        /// A server with no certificate at all, offering only anonymous TLS 1.2 suites
+        /// (what `openssl s_server -nocert -cipher 'aNULL:@SECLEVEL=0' -tls1_2` does).
+        init(anonymous: Void) {
+            ctx = SSL_CTX_new(TLS_server_method())!
+            precondition(SSL_CTX_set_cipher_list(ctx, "aNULL:@SECLEVEL=0") == 1)
+            _ = tg_ssl_ctx_set_max_proto_version(ctx, 0x0303)
+        }
         deinit { SSL_CTX_free(ctx) }
     }
 

@@ -30,6 +30,7 @@ final class Recorder: ChannelInboundHandler {
 
 struct Pair {
     let channel: EmbeddedChannel
+    let handler: TLSClientHandler
     let recorder: Recorder
     let server: InMemoryTLSServer
     let byteByByte: Bool
@@ -44,7 +45,7 @@ struct Pair {
         let pki = TestPKI.shared
         let tlsContext = try context ?? TLSContext(
             configuration: configuration ?? TLSClientConfiguration(trustSystem: false, caFiles: [pki.path("root.pem")]))
-        let handler = TLSClientHandler(context: tlsContext, identity: identity, sessionKey: "test|\(identity)")
+        handler = TLSClientHandler(context: tlsContext, identity: identity, sessionKey: "test|\(identity)")
         recorder = Recorder()
         channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(handler)
@@ -113,6 +114,29 @@ struct Pair {
         try pair.channel.writeAndFlush(ByteBuffer(string: "late")).wait()
         try pair.pump()
         #expect(pair.server.received == Array("late".utf8))
+    }
+
+    /// After the server's close_notify, whatever it keeps sending is dropped at once:
+    /// 100 MB in 64 KiB reads leave nothing buffered.
+    @Test func bytesAfterCloseNotifyAreNotBuffered() throws {
+        let pair = try Pair()
+        try pair.pump()
+        #expect(pair.recorder.handshake != nil)
+        var closeNotify = pair.server.sendCloseNotify()
+        // The close_notify and garbage behind it in the same read.
+        closeNotify.writeBytes([UInt8](repeating: 0x17, count: 1000))
+        try pair.deliver(closeNotify)
+        #expect(pair.recorder.inputClosed)
+        let bio = try #require(pair.handler.connection?.bio)
+        #expect(bio.bufferedInboundBytes == 0)
+        let chunk = ByteBuffer(bytes: [UInt8](repeating: 0x17, count: 64 * 1024))
+        var maxBuffered = 0
+        for _ in 0..<(100 * 1024 * 1024 / chunk.readableBytes) {
+            try pair.channel.writeInbound(chunk)
+            maxBuffered = max(maxBuffered, bio.bufferedInboundBytes)
+        }
+        #expect(maxBuffered == 0)
+        #expect(pair.channel.isActive)  // the client may still send; only input is over
     }
 
     @Test func halfCloseSendsCloseNotify() throws {

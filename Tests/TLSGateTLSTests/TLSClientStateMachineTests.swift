@@ -56,4 +56,21 @@ import Testing
         _ = c.activate()
         #expect(c.close() == .close)
     }
+
+    @Test func inboundBytesAreDroppedOnceInputIsOver() {
+        var m = TLSClientStateMachine()
+        #expect(m.inbound() == .discard)
+        _ = m.activate()
+        #expect(m.inbound() == .continueHandshake)
+        _ = m.handshakeCompleted()
+        #expect(m.inbound() == .decrypt)
+        _ = m.closeOutput()
+        #expect(m.inbound() == .decrypt)  // our close_notify does not end the server's stream
+        _ = m.closeNotifyReceived()
+        #expect(m.inbound() == .discard)
+        var f = TLSClientStateMachine()
+        _ = f.activate()
+        _ = f.failed()
+        #expect(f.inbound() == .discard)
+    }
 }

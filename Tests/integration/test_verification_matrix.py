@@ -60,15 +60,46 @@ def server(lab, tmp_path):
 
 
 @pytest.fixture
-def staple_server(lab):
-    """staple_server(chain, key, status_file) -> address of an `openssl s_server -www` stapling that response."""
+def s_server(lab):
+    """s_server(*args, naccept=20) -> address of an `openssl s_server -www` started with args."""
     procs = []
 
-    def start(cert, key, chain, status_file):
+    def start(*args, naccept=20):
+        address = "198.19.0.%d" % next(_addresses)
+        lab.run(lab.server, ["ip", "addr", "add", address + "/32", "dev", lab.prefix + "s0"], check=False)
+        argv = ["openssl", "s_server", "-accept", "%s:443" % address] + [str(a) for a in args] + [
+            "-www", "-naccept", str(naccept)]
+        proc = _popen(lab.exec_argv(lab.server, argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                      stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        buf = b""
+        while time.monotonic() < deadline and b"ACCEPT" not in buf:
+            r, _, _ = select.select([proc.stdout.fileno()], [], [], 0.2)
+            if r:
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+        assert b"ACCEPT" in buf, buf
+        procs.append(proc)
+        return address
+
+    yield start
+    for p in procs:
+        _stop_process(p)
+
+
+@pytest.fixture
+def staple_server(lab):
+    """staple_server(chain, key, status_file, naccept=20) -> address of an `openssl s_server -www`
+    stapling that response."""
+    procs = []
+
+    def start(cert, key, chain, status_file, naccept=20):
         address = "198.19.0.%d" % next(_addresses)
         lab.run(lab.server, ["ip", "addr", "add", address + "/32", "dev", lab.prefix + "s0"], check=False)
         argv = ["openssl", "s_server", "-accept", "%s:443" % address, "-cert", cert, "-key", key,
-                "-cert_chain", chain, "-status_file", status_file, "-www", "-naccept", "20"]
+                "-cert_chain", chain, "-status_file", status_file, "-www", "-naccept", str(naccept)]
         proc = _popen(lab.exec_argv(lab.server, argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                       stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
@@ -193,6 +224,15 @@ CASES = [
      ("matches the policy's pins",)),
     ("pin-only-self-signed", "B/selfsigned-chain.pem", "B/selfsigned.key", None,
      "pins = [\"PIN:B/selfsigned.pem\"]\npin_only = true", None, ()),
+    # pin_only honours crl: the leaf is checked against it on the chain that leads to the pin.
+    ("pin-only-crl-revoked", "M/revoked-chain.pem", "M/revoked.key", None,
+     "pins = [\"PIN:B/intermediate.pem\"]\npin_only = true\ncrl = \"M/crl.pem\"", "tls_verify_failed",
+     ("certificate revoked",)),
+    ("pin-only-crl-not-revoked", "M/stapled-chain.pem", "M/stapled.key", None,
+     "pins = [\"PIN:B/intermediate.pem\"]\npin_only = true\ncrl = \"M/crl.pem\"", None, ()),
+    ("pin-only-crl-expired", "M/stapled-chain.pem", "M/stapled.key", None,
+     "pins = [\"PIN:B/intermediate.pem\"]\npin_only = true\ncrl = \"M/crl-expired.pem\"", "tls_verify_failed",
+     ("crl has expired",)),
 ]
 
 
@@ -350,3 +390,81 @@ def test_cipher_suites_and_groups_are_applied(lab, pki, server, gate):
     tls12 = gate(address, trust=str(pki / "root.pem"), tls='max_version = "1.2"\nciphers = "ECDHE-ECDSA-CHACHA20-POLY1305"')
     rec = expect_ok(lab, tls12, address)
     assert rec["cipher"] == "ECDHE-ECDSA-CHACHA20-POLY1305", rec
+
+
+# --------------------------------------------------------------------------- fail closed
+
+def _http_get(lab, address):
+    return exchange(lab, address, payload=b"GET / HTTP/1.0\r\n\r\n")
+
+
+def test_anonymous_suite_server_is_refused(lab, pki, s_server, gate, tmp_path):
+    """`openssl s_server -nocert -cipher 'aNULL:@SECLEVEL=0' -tls1_2`: no certificate, nothing to
+    verify. A policy asking for @SECLEVEL never runs; a legacy policy with ciphers = "ALL" never
+    offers an anonymous suite; in neither case does a byte reach the server's application."""
+    address = s_server("-nocert", "-cipher", "aNULL:@SECLEVEL=0", "-tls1_2")
+    root = pki / "root.pem"
+    # 1. ciphers = "ALL:@SECLEVEL=0": `check` and the worker refuse the policy, with its line.
+    policy = tmp_path / "anon.toml"
+    policy.write_text('[match]\nnetworks = ["%s/32"]\nport = 80\n\n[upstream]\nport = 443\n'
+                      'server_name = "good.test"\n\n[tls]\ntrust = "%s"\nciphers = "ALL:@SECLEVEL=0"\n'
+                      % (address, root))
+    check = subprocess.run([str(TLSGATE_BIN), "check", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert "anon.toml:11: ciphers \"ALL:@SECLEVEL=0\" sets @SECLEVEL" in check.stderr, check.stderr
+    worker = lab.run(lab.gw, [TLSGATE_BIN, "worker", "--policy", policy, "--listen", "0.0.0.0:0"], check=False,
+                     timeout=30)
+    assert worker.returncode == 2 and "sets @SECLEVEL" in worker.stderr, worker.stdout + worker.stderr
+    assert "worker listening" not in worker.stdout + worker.stderr
+    policy.unlink()
+    # 2. A legacy policy, ciphers = "ALL": security level 0 for the versions, still no anonymous suite.
+    w = gate(address, trust=str(root), tls='min_version = "1.0"\nciphers = "ALL"')
+    assert _http_get(lab, address) == b"", w.log_text()
+    rec = verdict(w)
+    assert rec["result"] == "failed" and rec["reason"] == "tls_handshake_failed", rec
+    assert rec.get("cipher") == "-" and "ADH" not in w.log_text(), w.log_text()
+
+
+def test_pin_only_with_ocsp_staples(lab, pki, mpki, staple_server, gate):
+    """pin_only checks a stapled response against the chain that leads to the pin."""
+    pin = spki_pin(str(pki / "intermediate.pem"))
+    tls = 'pins = ["%s"]\npin_only = true\nocsp = "require-stapled"' % pin
+    good = staple_server(str(mpki / "stapled.pem"), str(mpki / "stapled.key"), str(pki / "intermediate.pem"),
+                         str(mpki / "ocsp-stapled.der"))
+    w = gate(good, tls=tls)
+    reply = _http_get(lab, good)
+    assert reply.startswith(b"HTTP/1.0 200"), (reply[:200], w.log_text())
+    assert verdict(w)["result"] == "ok"
+    w.stop()
+    revoked = staple_server(str(mpki / "revoked.pem"), str(mpki / "revoked.key"), str(pki / "intermediate.pem"),
+                            str(mpki / "ocsp-revoked.der"))
+    w = gate(revoked, tls=tls)
+    assert _http_get(lab, revoked) == b""
+    rec = verdict(w)
+    assert rec["reason"] == "tls_verify_failed" and "revoked" in rec.get("detail", ""), rec
+
+
+def test_require_stapled_survives_resumption(lab, pki, mpki, staple_server, gate):
+    """20 consecutive TLS 1.3 connections under require-stapled: all accepted, most of them
+    resumed (the staple's verdict is kept with the session until its nextUpdate); a revoked
+    staple is still refused every time."""
+    root = str(pki / "root.pem")
+    good = staple_server(str(mpki / "stapled.pem"), str(mpki / "stapled.key"), str(pki / "intermediate.pem"),
+                         str(mpki / "ocsp-stapled.der"), naccept=40)
+    w = gate(good, trust=root, tls='ocsp = "require-stapled"\nmin_version = "1.3"')
+    for i in range(20):
+        reply = _http_get(lab, good)
+        assert reply.startswith(b"HTTP/1.0 200"), ("connection %d" % (i + 1), reply[:200], w.log_text())
+    recs = w.wait_connections(20)
+    assert [r["result"] for r in recs] == ["ok"] * 20, recs
+    assert all(r["tls_version"] == "TLSv1.3" for r in recs), recs
+    resumed = [r for r in recs if r["resumed"] == "true"]
+    assert len(resumed) >= 10, "only %d of 20 resumed: %r" % (len(resumed), recs)
+    w.stop()
+    revoked = staple_server(str(mpki / "revoked.pem"), str(mpki / "revoked.key"), str(pki / "intermediate.pem"),
+                            str(mpki / "ocsp-revoked.der"))
+    w = gate(revoked, trust=root, tls='ocsp = "require-stapled"\nmin_version = "1.3"')
+    for _ in range(3):
+        assert _http_get(lab, revoked) == b""
+    recs = w.wait_connections(3)
+    assert all(r["reason"] == "tls_verify_failed" and "revoked" in r.get("detail", "") for r in recs), recs

@@ -307,3 +307,67 @@ def test_short_request_immediate_half_close(lab, tls_server, worker, redirect, p
     for rec in recs:
         assert_reason(rec, "ok", "completed")
         assert rec.get("bytes_up") == str(nbytes) and rec.get("bytes_down") == str(nbytes), rec
+
+
+# Fail closed, bounded: a client that resets while its upstream connect is pending cancels
+# that connect (socket and SSL freed at once), and a pending connect holds its
+# max_connections slot. 1,000 connect-then-RST against a black-holed server address with
+# max_connections = 10: never more than 10 upstream sockets in SYN-SENT, none left after.
+def test_pending_connects_are_bounded_and_cancelled(lab, worker, redirect, listen_port, tmp_path):
+    from conftest import PY, _popen
+    address = "198.19.0.200"
+    lab.run(lab.server, ["ip", "addr", "add", address + "/32", "dev", lab.prefix + "s0"], check=False)
+    drop = tmp_path / "blackhole.nft"
+    drop.write_text("table inet tlsgate_test_blackhole {\n"
+                    "  chain input { type filter hook input priority filter; policy accept;\n"
+                    "    ip daddr %s tcp dport 443 drop\n  }\n}\n" % address)
+    lab.run(lab.server, ["nft", "-f", drop])
+    client = None
+    try:
+        w = worker(listen_port, networks=[address + "/32"], connect_timeout="20s",
+                   extra="\n[limits]\nmax_connections = 10\n")
+        redirect(listen_port)
+        # Connect, then close with SO_LINGER 0 (a RST); 1,000 times, bounded to 60 s.
+        code = ("import socket,struct,sys,time\n"
+                "end=time.monotonic()+60\n"
+                "n=0\n"
+                "for i in range(1000):\n"
+                "    if time.monotonic()>end: break\n"
+                "    s=socket.socket(); s.settimeout(5)\n"
+                "    try:\n"
+                "        s.connect((sys.argv[1],80)); n+=1\n"
+                "        time.sleep(0.002)\n"
+                "    except OSError: pass\n"
+                "    s.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack('ii',1,0)); s.close()\n"
+                "print(n)\n")
+        import subprocess
+        client = _popen(lab.exec_argv(lab.client, [PY, "-c", code, address]), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+
+        def syn_sent():
+            r = lab.run(lab.gw, ["ss", "-Htn", "state", "syn-sent", "dst", address], check=False)
+            return len([l for l in r.stdout.splitlines() if l.strip()])
+
+        peak, samples = 0, 0
+        deadline = time.monotonic() + 70
+        while client.poll() is None and time.monotonic() < deadline:
+            peak = max(peak, syn_sent())
+            samples += 1
+            time.sleep(0.02)
+        out, err = client.communicate(timeout=10)
+        assert client.returncode == 0, err
+        assert int(out.strip()) >= 900, "the client connected only %s times: %s" % (out, err)
+        peak = max(peak, syn_sent())
+        assert samples >= 5, "sampled ss only %d times" % samples
+        assert peak <= 10, "%d upstream sockets in SYN-SENT with max_connections = 10" % peak
+        # Every connect was cancelled with its client: nothing waits for the 20 s connect_timeout.
+        deadline = time.monotonic() + 5
+        while syn_sent() > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert syn_sent() == 0, "upstream connects outlived their clients"
+        assert w.proc.poll() is None, w.log_text()
+    finally:
+        if client is not None and client.poll() is None:
+            client.kill()
+            client.wait(timeout=5)
+        lab.run(lab.server, ["nft", "delete", "table", "inet", "tlsgate_test_blackhole"], check=False)

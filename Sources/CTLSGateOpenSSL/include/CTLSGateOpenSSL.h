@@ -46,9 +46,14 @@ long tg_ssl_get_tlsext_status_ocsp_resp(SSL *ssl, const unsigned char **resp);
 SSL *tg_ssl_from_store_ctx(X509_STORE_CTX *ctx);
 
 // Stapled OCSP response checking: returns 1 good, 0 revoked/unknown/bad/stale with a
-// reason copied into reason. chain: the verified chain (leaf first); store: trust store.
+// reason copied into reason. chain: the verified chain (leaf first); store: the trust
+// anchors the responder must chain to. On success *seconds_left is the time until the
+// response's nextUpdate (-1 when it has none).
 int tg_ssl_check_ocsp(const unsigned char *der, long len, STACK_OF(X509) *chain, X509_STORE *store,
-                      char *reason, size_t reason_len);
+                      char *reason, size_t reason_len, long *seconds_left);
+
+// Adds every CRL held by `from` to `to`; returns how many (0 when there are none).
+int tg_ssl_store_copy_crls(X509_STORE *from, X509_STORE *to);
 
 // Stack helpers (the sk_X509_* functions are macros).
 int tg_ssl_sk_x509_num(STACK_OF(X509) *sk);
