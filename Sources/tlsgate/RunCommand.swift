@@ -22,7 +22,7 @@ struct RunCommand: ParsableCommand {
     )
 
     @Option(help: ArgumentHelp("The gateway's config file.", valueName: "file"))
-    var config: String = "/etc/tlsgate/tlsgate.toml"
+    var config: String = TLSGateDefaults.configPath
 
     @Flag(help: "Allow running as root with every capability (debugging only; never in production).")
     var allowRoot = false
@@ -44,7 +44,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let path = config
-        let (loaded, policies, diagnostics) = GatewayConfigLoader.loadAll(path)
+        let (loaded, policies, diagnostics) = GatewayConfigLoader.loadAll(path, accountProblem: AccountLookup.problem)
         for diagnostic in diagnostics {
             FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
         }
@@ -80,7 +80,7 @@ struct RunCommand: ParsableCommand {
             options: .init(executable: ProcessSpawner.currentExecutable(), gatewayUID: getuid()),
             logger: logger,
             reloader: {
-                var (config, policies, diagnostics) = GatewayConfigLoader.loadAll(path)
+                var (config, policies, diagnostics) = GatewayConfigLoader.loadAll(path, accountProblem: AccountLookup.problem)
                 if let format = overrides.0 { config?.log.format = GatewayConfig.LogFormat(rawValue: format)! }
                 if let level = overrides.1 { config?.log.level = level }
                 return (config, policies, diagnostics)
