@@ -82,6 +82,11 @@ let package = Package(
         ),
         .testTarget(name: "TLSGatePolicyTests", dependencies: ["TLSGatePolicy"], exclude: ["Fixtures"]),
         .testTarget(name: "TLSGateFirewallTests", dependencies: ["TLSGateFirewall"]),
+        // The executable's own pieces (the log handler), through @testable import.
+        .testTarget(
+            name: "tlsgateTests",
+            dependencies: ["tlsgate", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "TLSGateTLSTests",
             dependencies: [

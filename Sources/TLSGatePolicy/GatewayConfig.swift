@@ -165,7 +165,7 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
     public var policies: String
     /// `user`: the account to switch to when started as root; nil (the default) to stay
     /// who we are. A user name `[a-z_][a-z0-9_-]*` of at most 32 characters; whether the
-    /// account exists is checked by `tlsgate run`, not here.
+    /// account exists is checked by the loader's `accountProblem` (`run`, `check`, `rules`).
     public var user: String?
     public var intercept: Intercept
     public var log: Log

@@ -5,6 +5,8 @@ struct GatewayConfigDecoder {
     struct Lines: Sendable {
         /// `[intercept] from`, or nil when the file does not set it.
         var from: Int?
+        /// `user`, or nil when the file does not set it.
+        var user: Int?
     }
 
     private var fields: TOMLFields
@@ -81,6 +83,7 @@ struct GatewayConfigDecoder {
     /// The user name; nil when not set or wrong (after reporting).
     private mutating func decodeUser() -> String? {
         guard let value = fields.value(nil, "user") else { return nil }
+        lines.user = value.line
         guard let name = fields.string(nil, "user", what: "a user name such as \"tlsgate\"") else { return nil }
         if name.isEmpty {
             fields.error(value.line, "user is empty: remove the key to stay the account tlsgate is started as")

@@ -11,8 +11,10 @@ public enum GatewayConfigLoader {
     ///
     /// `config` is nil when there is any error; warnings may come with a config. The
     /// policies folder must exist, but its files are not read (see `loadAll`).
-    public static func load(_ path: String) -> (config: GatewayConfig?, diagnostics: [Diagnostic]) {
-        let loaded = loadDetailed(path)
+    public static func load(
+        _ path: String, accountProblem: AccountCheck? = nil
+    ) -> (config: GatewayConfig?, diagnostics: [Diagnostic]) {
+        let loaded = loadDetailed(path, accountProblem: accountProblem)
         return (loaded.config, loaded.diagnostics)
     }
 
@@ -25,10 +27,13 @@ public enum GatewayConfigLoader {
     /// config has no error.
     ///
     /// `tlsCheck` is passed to `PolicyLoader.loadDirectory` (see `TLSSettingsCheck`).
-    public static func loadAll(_ path: String, tlsCheck: TLSSettingsCheck? = nil)
-        -> (config: GatewayConfig?, policies: [Policy], diagnostics: [Diagnostic])
-    {
-        let loaded = loadDetailed(path)
+    /// `accountProblem` (see `AccountCheck`) checks that the `user` account exists: this
+    /// module reads no account database, so `tlsgate run` and `tlsgate check` pass the same
+    /// lookup and report a missing account with the same `file:line: message`.
+    public static func loadAll(
+        _ path: String, tlsCheck: TLSSettingsCheck? = nil, accountProblem: AccountCheck? = nil
+    ) -> (config: GatewayConfig?, policies: [Policy], diagnostics: [Diagnostic]) {
+        let loaded = loadDetailed(path, accountProblem: accountProblem)
         guard let config = loaded.config else { return (nil, [], loaded.diagnostics) }
         let result = PolicyLoader.loadDirectory(config.policies, tlsCheck: tlsCheck)
         let coverage = familyWarnings(config, policies: result.policies, fromLine: loaded.lines.from)
@@ -59,6 +64,11 @@ public enum GatewayConfigLoader {
         return warnings
     }
 
+    /// Given the `user` name, why that account cannot be used (e.g. `no account named
+    /// "x": create it …`), or nil when it can. The loader reports the reason as an error on
+    /// the `user` line: `tlsgate.toml:2: user "x": no account named "x": …`.
+    public typealias AccountCheck = @Sendable (String) -> String?
+
     // MARK: - Internals
 
     struct LoadedConfig {
@@ -67,7 +77,7 @@ public enum GatewayConfigLoader {
         let lines: GatewayConfigDecoder.Lines
     }
 
-    static func loadDetailed(_ path: String) -> LoadedConfig {
+    static func loadDetailed(_ path: String, accountProblem: AccountCheck? = nil) -> LoadedConfig {
         let text: String
         do {
             text = try TextFile.readText(path, limit: maximumFileSize)
@@ -80,8 +90,13 @@ public enum GatewayConfigLoader {
             return LoadedConfig(config: nil, diagnostics: diagnostics, lines: .init())
         }
         var decoder = GatewayConfigDecoder(file: path, root: document.table)
-        let config = decoder.decode()
+        var config = decoder.decode()
+        var diagnostics = decoder.diagnostics
+        if let user = config?.user, let accountProblem, let problem = accountProblem(user) {
+            diagnostics.append(.error(path, decoder.lines.user, "user \"\(user)\": \(problem)"))
+            config = nil
+        }
         return LoadedConfig(
-            config: config, diagnostics: PolicyLoader.sortedByLine(decoder.diagnostics), lines: decoder.lines)
+            config: config, diagnostics: PolicyLoader.sortedByLine(diagnostics), lines: decoder.lines)
     }
 }

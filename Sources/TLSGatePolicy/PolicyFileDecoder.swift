@@ -50,6 +50,14 @@ struct PolicyFileDecoder {
         if let match, let upstream, match.port == upstream.port, let line = value("upstream", "port")?.line {
             warning(line, "upstream port \(upstream.port) is also the match port: clients dialing it probably speak TLS already")
         }
+        if let match, let upstream, upstream.onFailure == .http502, !UpstreamRule.httpPorts.contains(match.port),
+            let line = value("upstream", "on_failure")?.line
+        {
+            let ports = UpstreamRule.httpPorts.map(String.init).joined(separator: ", ")
+            warning(
+                line,
+                "on_failure = \"http-502\" answers with an HTTP page, but match port \(match.port) is not an HTTP port (\(ports)): its clients cannot read it; use \"close\" or \"reset\"")
+        }
         guard !diagnostics.contains(where: \.isError), let match, let upstream, let tls, let limits, let firewall
         else { return nil }
         return Policy(

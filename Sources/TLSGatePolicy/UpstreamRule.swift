@@ -25,6 +25,10 @@ public struct UpstreamRule: Sendable, Hashable, Codable {
         case http502 = "http-502"
     }
 
+    /// The match ports `on_failure = "http-502"` is meant for: HTTP's, and the usual
+    /// alternatives (proxies, development servers). Any other port gets a warning.
+    public static let httpPorts: [UInt16] = [80, 3128, 8000, 8008, 8080, 8888]
+
     public static let defaultConnectTimeout = TimeSpan.seconds(5)
     public static let connectTimeoutRange = TimeSpan(milliseconds: 100)...TimeSpan.minutes(5)
     public static let defaultHostHeaderTimeout = TimeSpan.seconds(5)

@@ -501,8 +501,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         metadata["duration_ms"] = "\((NIODeadline.now() - started).nanoseconds / 1_000_000)"
         metadata["result"] = "\(reason.result)"
         metadata["reason"] = "\(reason)"
-        if let alpn = tlsInfo?.alpn { metadata["alpn"] = "\(alpn)" }
-        if let detail = machine.detail { metadata["detail"] = "\(detail)" }
+        metadata["alpn"] = "\(tlsInfo?.alpn ?? "-")"
+        metadata["detail"] = "\(machine.detail ?? "-")"
         let level: Logger.Level = reason.result == "ok" ? .info : .warning
         shared.logger.log(level: level, "connection closed", metadata: metadata)
     }

@@ -340,8 +340,9 @@ public final class Supervisor: @unchecked Sendable {
 
     private func applyRules() throws {
         let plan = interceptionPlan()
-        try NFTables.apply(Ruleset.script(for: plan))
-        logger.debug("rules applied", metadata: ["ruleset": "\(Ruleset.body(for: plan))"])
+        let script = Ruleset.script(for: plan)  // what `tlsgate rules` prints
+        try NFTables.apply(script)
+        logger.debug("rules applied", metadata: ["ruleset": "\(script)"])
     }
 
     /// The plan for what runs now.

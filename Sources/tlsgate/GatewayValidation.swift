@@ -13,7 +13,8 @@ import Glibc
 /// workers run as.
 enum GatewayValidation {
     static func loadAll(_ path: String) -> (config: GatewayConfig?, policies: [Policy], diagnostics: [Diagnostic]) {
-        let (config, policies, diagnostics) = GatewayConfigLoader.loadAll(path, tlsCheck: PolicyTLSCheck.check)
+        let (config, policies, diagnostics) = GatewayConfigLoader.loadAll(
+            path, tlsCheck: PolicyTLSCheck.check, accountProblem: AccountLookup.problem)
         guard let config, let account = workerAccount(config) else { return (config, policies, diagnostics) }
         let access = PolicyFileAccess.diagnostics(for: policies, account: account.name) { file in
             Privileges.readProblem(file, as: account)

@@ -2,8 +2,13 @@ import Foundation
 import Logging
 
 /// Writes one line per event to stderr: `text` is `TIME LEVEL message key=value …` with
-/// the connection fields in a fixed order; `json` is one object per line. Field names are
-/// stable: see the README's "Logs" section.
+/// the connection fields in a fixed order; `json` is one object per line. Field names and
+/// JSON types are stable: see the README's "Logs" section.
+///
+/// Values can come from the network (a certificate's subject and SANs, a client's Host
+/// header), so no byte of them may end a line or drive a terminal: `text` escapes every
+/// control character (`\n`, `\r`, `\t`, `\x1b`, `\u{2028}` …, see `textEscape`) in the
+/// message and in values; `json` escapes them as JSON does (`\n`, `\u001b`, …).
 struct KeyValueLogHandler: LogHandler {
     enum Format: String, CaseIterable, Sendable {
         case text
@@ -19,6 +24,15 @@ struct KeyValueLogHandler: LogHandler {
     ]
     private static let rank: [String: Int] = Dictionary(
         uniqueKeysWithValues: fieldOrder.enumerated().map { ($1, $0) })
+
+    /// Fields written as JSON integers (when the value is one; anything else stays a string).
+    static let integerFields: Set<String> = [
+        "bytes_up", "bytes_down", "duration_ms", "verify_code", "pid", "uid", "signal", "listen_port", "match_port",
+        "upstream_port", "open_connections", "cut_connections", "open_files_limit", "failed_accepts", "crashes",
+        "restart_in_ms", "errors", "policies", "workers",
+    ]
+    /// Fields written as JSON booleans (when the value is `true` or `false`).
+    static let booleanFields: Set<String> = ["resumed"]
 
     let format: Format
     var logLevel: Logger.Level
@@ -37,44 +51,109 @@ struct KeyValueLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        let keys = merged.keys.sorted { a, b in
+        let line = render(time: Self.timestamp(), level: event.level, message: "\(event.message)", metadata: merged)
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    /// One log line, without its newline.
+    func render(time: String, level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
+        let keys = metadata.keys.sorted { a, b in
             let ra = Self.rank[a] ?? Int.max
             let rb = Self.rank[b] ?? Int.max
             return ra == rb ? a < b : ra < rb
         }
-        let time = Self.timestamp()
         var line: String
         switch format {
         case .text:
-            line = "\(time) \(event.level) \(event.message)"
+            line = "\(time) \(level) \(Self.textEscape(message))"
             for key in keys {
-                line += " \(key)=\(Self.quoteIfNeeded("\(merged[key]!)"))"
+                line += " \(Self.textEscape(key))=\(Self.quoteIfNeeded("\(metadata[key]!)"))"
             }
         case .json:
-            line = "{\"ts\":\(Self.jsonString(time)),\"level\":\(Self.jsonString("\(event.level)")),\"msg\":\(Self.jsonString("\(event.message)"))"
+            line = "{\"ts\":\(Self.jsonString(time)),\"level\":\(Self.jsonString("\(level)")),\"msg\":\(Self.jsonString(message))"
             for key in keys {
-                line += ",\(Self.jsonString(key)):\(Self.jsonString("\(merged[key]!)"))"
+                line += ",\(Self.jsonString(key)):\(Self.jsonValue(key: key, metadata[key]!))"
             }
             line += "}"
         }
-        line += "\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        return line
     }
 
+    // MARK: text
+
+    /// The escape for one character of a text line, or nil when it is written as is:
+    /// `\n`, `\r`, `\t`; other C0 controls and DEL as `\xHH` (ESC is `\x1b`); C1 controls,
+    /// the Unicode line and paragraph separators and the bidirectional controls as
+    /// `\u{HHHH}`; and `\\` for a backslash, so an escape is never ambiguous.
+    static func textEscape(_ scalar: Unicode.Scalar) -> String? {
+        switch scalar.value {
+        case 0x0a: return "\\n"
+        case 0x0d: return "\\r"
+        case 0x09: return "\\t"
+        case 0x5c: return "\\\\"
+        case 0x00..<0x20, 0x7f: return "\\x" + hex(scalar.value, digits: 2)
+        case 0x80..<0xa0, 0x2028, 0x2029, 0x200e, 0x200f, 0x202a...0x202e, 0x2066...0x2069, 0xfeff:
+            return "\\u{" + hex(scalar.value, digits: 4) + "}"
+        default: return nil
+        }
+    }
+
+    /// `text` with every control character escaped (see `textEscape(_:)`): a message.
+    static func textEscape(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if let escape = textEscape(scalar) { out += escape } else { out.unicodeScalars.append(scalar) }
+        }
+        return out
+    }
+
+    /// A value as `key=value` writes it: bare when it is plain, otherwise in double quotes
+    /// with `"` and `\` backslash-escaped and every control character escaped.
     static func quoteIfNeeded(_ value: String) -> String {
         if value.isEmpty { return "\"\"" }
-        let needs = value.contains { $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || $0.isNewline }
+        // Unicode scalars, not Characters: "\r\n" is one Character that equals neither "\r" nor "\n".
+        let needs = value.unicodeScalars.contains { scalar in
+            scalar == "\"" || scalar == "=" || scalar.properties.isWhitespace || textEscape(scalar) != nil
+        }
         guard needs else { return value }
         var out = "\""
-        for ch in value {
-            switch ch {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default: out.append(ch)
+        for scalar in value.unicodeScalars {
+            if scalar == "\"" {
+                out += "\\\""
+            } else if let escape = textEscape(scalar) {
+                out += escape
+            } else {
+                out.unicodeScalars.append(scalar)
             }
         }
         return out + "\""
+    }
+
+    // MARK: JSON
+
+    /// A metadata value as JSON: typed fields (`integerFields`, `booleanFields`) as
+    /// numbers and booleans, arrays and dictionaries as such, everything else a string.
+    static func jsonValue(key: String, _ value: Logger.Metadata.Value) -> String {
+        switch value {
+        case .array(let items):
+            return "[" + items.map { jsonValue(key: "", $0) }.joined(separator: ",") + "]"
+        case .dictionary(let entries):
+            let body = entries.keys.sorted().map { "\(jsonString($0)):\(jsonValue(key: $0, entries[$0]!))" }
+            return "{" + body.joined(separator: ",") + "}"
+        case .string(let text):
+            return typed(key: key, text) ?? jsonString(text)
+        case .stringConvertible(let convertible):
+            if let bool = convertible as? Bool { return bool ? "true" : "false" }
+            if let int = convertible as? any BinaryInteger { return "\(int)" }
+            let text = convertible.description
+            return typed(key: key, text) ?? jsonString(text)
+        }
+    }
+
+    private static func typed(key: String, _ text: String) -> String? {
+        if integerFields.contains(key), let number = Int64(text) { return "\(number)" }
+        if booleanFields.contains(key), text == "true" || text == "false" { return text }
+        return nil
     }
 
     static func jsonString(_ value: String) -> String {
@@ -87,14 +166,20 @@ struct KeyValueLogHandler: LogHandler {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if scalar.value < 0x20 {
-                    out += String(format: "\\u%04x", scalar.value)
+                // Every other control character (and what `text` escapes) as \uXXXX.
+                if scalar.value < 0x20 || textEscape(scalar) != nil {
+                    out += "\\u" + hex(scalar.value, digits: 4)
                 } else {
                     out.unicodeScalars.append(scalar)
                 }
             }
         }
         return out + "\""
+    }
+
+    private static func hex(_ value: UInt32, digits: Int) -> String {
+        let text = String(value, radix: 16)
+        return String(repeating: "0", count: max(0, digits - text.count)) + text
     }
 
     static func timestamp() -> String {
@@ -108,4 +193,3 @@ struct KeyValueLogHandler: LogHandler {
             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1_000_000)
     }
 }
-

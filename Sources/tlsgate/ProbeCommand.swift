@@ -15,8 +15,10 @@ struct ProbeCommand: ParsableCommand {
         abstract: "Connect to a server as the gateway would and show the chain, each check and the verdict.",
         discussion: """
             Uses the policy's upstream port, server name and every [tls] setting, exactly as a \
-            worker does. Exit status: 0 when the policy accepts the server, 1 when it refuses it \
-            (or the server cannot be reached), 2 on bad usage or a bad policy.
+            worker does, and checks the address as a worker checks a connection's original \
+            destination (in the policy's networks or hosts, not the gateway itself). Exit \
+            status: 0 when the policy accepts the server, 1 when a worker would refuse it (or \
+            the server cannot be reached or verified), 2 on bad usage or a bad policy.
             """
     )
 
@@ -37,6 +39,8 @@ struct ProbeCommand: ParsableCommand {
         guard let loaded, !diagnostics.contains(where: \.isError) else { throw ExitCode(2) }
 
         let target = try targetAddress(loaded)
+        // What the worker's destination check would say of a connection to this address.
+        let destination = Self.destinationVerdict(target, policy: loaded)
         let identity: TLSPeerIdentity
         switch loaded.upstream.serverName {
         case .fixed(let name):
@@ -62,8 +66,11 @@ struct ProbeCommand: ParsableCommand {
         }
         let port = Int(loaded.upstream.port)
         print("policy:  \(loaded.name) (\(loaded.sourcePath))")
-        print("server:  \(target.contains(":") ? "[\(target)]" : target):\(port)")
+        print("server:  \(Self.endpoint(target, port))")
         print("name:    \(identity)\(identity.isDNS ? " (sent as SNI)" : " (IP SANs; no SNI)")")
+        if case .refuse(let reason, let detail) = destination {
+            print("check destination: REFUSED: \(detail) (\(reason)): a worker would not connect")
+        }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
@@ -89,9 +96,50 @@ struct ProbeCommand: ParsableCommand {
             result = Result { try outcome.futureResult.wait() }
             channel.close(promise: nil)
         } catch {
+            outcome.fail(error)  // never left pending: a leaked promise traps in debug builds
             result = .failure(error)
         }
-        try report(result, configuration: configuration)
+        try report(result, configuration: configuration, destination: destination, server: Self.endpoint(target, port),
+            connectTimeout: loaded.upstream.connectTimeout)
+    }
+
+    /// The worker's `DestinationCheck` for a connection to `address` on the match port,
+    /// with the policy's hosts resolved as the supervisor resolves them for its workers.
+    static func destinationVerdict(_ address: String, policy: Policy) -> DestinationCheck.Verdict {
+        var networks = policy.match.networks
+        for host in policy.match.hosts {
+            for text in (try? HostResolver.addresses(of: host)) ?? [] {
+                guard let ip = IPAddress(text), let network = try? IPNetwork(address: ip, prefixLength: ip.isIPv4 ? 32 : 128)
+                else { continue }
+                networks.append(network)
+            }
+        }
+        let effective = Policy(
+            name: policy.name, sourcePath: policy.sourcePath,
+            match: MatchRule(networks: networks, hosts: policy.match.hosts, port: policy.match.port),
+            upstream: policy.upstream, tls: policy.tls, limits: policy.limits, firewall: policy.firewall)
+        return DestinationCheck(policy: effective, localAddresses: LocalAddresses.current())
+            .evaluate(original: address, originalPort: Int(policy.match.port), socketLocal: nil, socketLocalPort: 0)
+    }
+
+    /// "198.19.0.10:443", "[2001:2::10]:443": how the worker writes an address.
+    static func endpoint(_ address: String, _ port: Int) -> String {
+        address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+    }
+
+    /// One reason for a failed connect, worded as the worker logs it (`detail`), with the
+    /// worker's `reason`.
+    static func connectFailure(_ error: Error, server: String, timeout: TimeSpan) -> (reason: RelayReason, detail: String) {
+        if let channelError = error as? ChannelError, case .connectTimeout = channelError {
+            return (.connectTimeout, "no answer from \(server) within \(timeout)")
+        }
+        let io = (error as? IOError) ?? (error as? NIOConnectionError)?.connectionErrors.lazy.compactMap { $0.error as? IOError }.first
+        if let io {
+            if io.errnoCode == ECONNREFUSED { return (.connectRefused, "\(server) refused the connection") }
+            if io.errnoCode == ETIMEDOUT { return (.connectTimeout, "no answer from \(server) within \(timeout)") }
+            return (.connectFailed, "cannot connect to \(server): \(String(cString: strerror(io.errnoCode)))")
+        }
+        return (.connectFailed, "cannot connect to \(server): \(error)")
     }
 
     private func targetAddress(_ policy: Policy) throws -> String {
@@ -105,7 +153,10 @@ struct ProbeCommand: ParsableCommand {
         throw ValidationError("the policy covers more than one address: give --address IP")
     }
 
-    private func report(_ result: Result<TLSHandshakeInfo, Error>, configuration: TLSClientConfiguration) throws {
+    private func report(
+        _ result: Result<TLSHandshakeInfo, Error>, configuration: TLSClientConfiguration,
+        destination: DestinationCheck.Verdict, server: String, connectTimeout: TimeSpan
+    ) throws {
         var checks: [(String, String)] = []
         let trust = (configuration.trustSystem ? ["system store"] : []) + configuration.caFiles
         switch result {
@@ -118,6 +169,10 @@ struct ProbeCommand: ParsableCommand {
             if !configuration.crlFiles.isEmpty { checks.append(("crl", "ok, not revoked")) }
             if configuration.ocsp != .off { checks.append(("ocsp", "ok (\(configuration.ocsp.rawValue))")) }
             printChecks(checks)
+            if case .refuse(let reason, let detail) = destination {
+                print("verdict: REFUSED: a worker would refuse this destination: \(detail) (\(reason))")
+                throw ExitCode(1)
+            }
             print("verdict: ACCEPTED")
         case .failure(let error):
             if let tls = error as? TLSError {
@@ -128,7 +183,9 @@ struct ProbeCommand: ParsableCommand {
                 if !tls.reasons.isEmpty { print("openssl: \(tls.reasons.joined(separator: "; "))") }
                 print("verdict: REFUSED: \(tls.detail)")
             } else {
-                print("verdict: REFUSED: cannot connect: \(error)")
+                let failure = Self.connectFailure(error, server: server, timeout: connectTimeout)
+                print("check connect: FAILED: \(failure.detail) (\(failure.reason))")
+                print("verdict: REFUSED: \(failure.detail)")
             }
             throw ExitCode(1)
         }

@@ -23,7 +23,7 @@ struct RunCommand: ParsableCommand {
     )
 
     @Option(help: ArgumentHelp("The gateway's config file.", valueName: "file"))
-    var config: String = "/etc/tlsgate/tlsgate.toml"
+    var config: String = TLSGateDefaults.configPath
 
     @Flag(help: "Allow running as root with every capability (debugging only; never in production).")
     var allowRoot = false

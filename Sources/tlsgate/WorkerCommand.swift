@@ -125,13 +125,16 @@ struct WorkerCommand: ParsableCommand {
             FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
             throw ExitCode(1)
         }
+        // Every line about this worker's life says which worker it is.
+        let identity: Logger.Metadata = [
+            "policy": "\(loaded.name)", "pid": "\(ProcessInfo.processInfo.processIdentifier)",
+        ]
         logger.info(
             "worker listening",
-            metadata: [
-                "policy": "\(loaded.name)", "listen": "\(address.logText)",
-                "pid": "\(ProcessInfo.processInfo.processIdentifier)", "open_files_limit": "\(fileLimit)",
+            metadata: identity.merging([
+                "listen": "\(address.logText)", "open_files_limit": "\(fileLimit)",
                 "mode": "\(transparent ? "tproxy" : "redirect")",
-            ])
+            ]) { $1 })
 
         let stopped = DispatchSemaphore(value: 0)
         // Signals and the control pipe can race (two SIGTERMs, SIGTERM then the supervisor
@@ -146,12 +149,14 @@ struct WorkerCommand: ParsableCommand {
             let source = DispatchSource.makeSignalSource(signal: sig, queue: DispatchQueue(label: "tlsgate.worker.signal"))
             source.setEventHandler {
                 guard firstStop() else {
-                    logger.info("worker already stopping", metadata: ["signal": "\(sig)"])
+                    logger.info("worker already stopping", metadata: identity.merging(["signal": "\(sig)"]) { $1 })
                     return
                 }
-                logger.info("worker stopping", metadata: ["signal": "\(sig)", "open_connections": "\(worker.activeConnections)"])
+                logger.info(
+                    "worker stopping",
+                    metadata: identity.merging(["signal": "\(sig)", "open_connections": "\(worker.activeConnections)"]) { $1 })
                 let cut = worker.shutdown()
-                logger.info("worker stopped", metadata: ["cut_connections": "\(cut)"])
+                logger.info("worker stopped", metadata: identity.merging(["cut_connections": "\(cut)"]) { $1 })
                 stopped.signal()
             }
             source.resume()
@@ -166,8 +171,11 @@ struct WorkerCommand: ParsableCommand {
                     if n == 0 || (n < 0 && errno != EINTR) { break }
                 }
                 guard firstStop() else { return }
-                logger.warning("supervisor gone; worker stopping", metadata: ["open_connections": "\(worker.activeConnections)"])
-                worker.shutdown()
+                logger.warning(
+                    "supervisor gone; worker stopping",
+                    metadata: identity.merging(["open_connections": "\(worker.activeConnections)"]) { $1 })
+                let cut = worker.shutdown()
+                logger.info("worker stopped", metadata: identity.merging(["cut_connections": "\(cut)"]) { $1 })
                 stopped.signal()
             }
         }

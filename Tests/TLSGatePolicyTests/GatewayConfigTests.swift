@@ -182,6 +182,25 @@ private func replacing(_ old: String, with new: String) -> String {
         ])
     }
 
+    @Test func unknownAccountIsAnErrorOnTheUserLine() throws {
+        let directory = try Fixtures.folder(["tlsgate.toml": "# comment\nuser = \"nosuchuser\"\n" + baseConfig])
+        defer { Fixtures.remove(directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/policies", withIntermediateDirectories: true)
+        let path = directory + "/tlsgate.toml"
+        let lookup: GatewayConfigLoader.AccountCheck = { $0 == "tlsgate" ? nil : "no account named \"\($0)\"" }
+        let (config, policies, found) = GatewayConfigLoader.loadAll(path, accountProblem: lookup)
+        #expect(config == nil && policies.isEmpty)
+        #expect(found.map(\.description) == ["\(path):2: user \"nosuchuser\": no account named \"nosuchuser\""])
+        #expect(GatewayConfigLoader.load(path, accountProblem: lookup).diagnostics == found)
+        // Without the lookup (the pure module alone) the name is only checked for form.
+        #expect(GatewayConfigLoader.load(path).diagnostics == [])
+        // An existing account, or no user at all, passes.
+        try ("user = \"tlsgate\"\n" + baseConfig).write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(GatewayConfigLoader.load(path, accountProblem: lookup).diagnostics == [])
+        try baseConfig.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(GatewayConfigLoader.load(path, accountProblem: { _ in "never asked" }).diagnostics == [])
+    }
+
     // MARK: - [intercept]
 
     @Test func modeErrors() throws {

@@ -113,6 +113,29 @@ import Testing
         }
     }
 
+    @Test func http502OnANonHTTPPortWarns() throws {
+        let ldap = basePolicy.replacingOccurrences(of: "port = 80", with: "port = 389") + "\non_failure = \"http-502\""
+        let loaded = try Self.load(ldap)
+        defer { Fixtures.remove(loaded.directory) }
+        #expect(loaded.lines == [
+            "p.toml:8: warning: on_failure = \"http-502\" answers with an HTTP page, but match port 389 is not an HTTP port (80, 3128, 8000, 8008, 8080, 8888): its clients cannot read it; use \"close\" or \"reset\""
+        ])
+        #expect(loaded.policy?.upstream.onFailure == .http502)
+        // The HTTP ports, and the other actions on any port, say nothing.
+        for port in [80, 3128, 8000, 8008, 8080, 8888] {
+            let http = try Self.load(
+                basePolicy.replacingOccurrences(of: "port = 80", with: "port = \(port)") + "\non_failure = \"http-502\"")
+            defer { Fixtures.remove(http.directory) }
+            #expect(http.lines == [], "port \(port)")
+        }
+        for action in ["close", "reset"] {
+            let other = try Self.load(
+                basePolicy.replacingOccurrences(of: "port = 80", with: "port = 389") + "\non_failure = \"\(action)\"")
+            defer { Fixtures.remove(other.directory) }
+            #expect(other.lines == [], "\(action)")
+        }
+    }
+
     @Test func defaults() throws {
         let loaded = try Self.load(httpHost)
         defer { Fixtures.remove(loaded.directory) }
