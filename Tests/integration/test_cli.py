@@ -324,6 +324,32 @@ def render_toml(entries):
     return "\n".join(lines) + "\n"
 
 
+_PEM_FILES = {}
+
+
+def real_pem_files():
+    """A self-signed certificate, its key and a CRL it signed, made once with openssl."""
+    if _PEM_FILES:
+        return _PEM_FILES
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="tlsgate-cli-pem-"))
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", d / "client.key", "-out", d / "client.pem", "-days", "30",
+                        "-subj", "/CN=tlsgate cli test"], check=True, capture_output=True, timeout=30)
+        (d / "index.txt").write_text("")
+        (d / "ca.cnf").write_text("[ca]\ndefault_ca = c\n[c]\ndatabase = %s\ndefault_md = sha256\n"
+                                  "default_crl_days = 30\n" % (d / "index.txt"))
+        subprocess.run(["openssl", "ca", "-gencrl", "-config", d / "ca.cnf", "-keyfile", d / "client.key",
+                        "-cert", d / "client.pem", "-out", d / "crl.pem"], check=True, capture_output=True,
+                       timeout=30)
+        for name in ("client.pem", "client.key", "crl.pem"):
+            _PEM_FILES[name] = (d / name).read_bytes()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return _PEM_FILES
+
+
 def check_key(kind, section, key, default, folder):
     """Writes a valid file that sets section.key (README default, or a sample value) and
     runs `tlsgate check` on it; returns (ok, what check said)."""
@@ -335,9 +361,9 @@ def check_key(kind, section, key, default, folder):
     entries = dict(base)
     if kind == "policy":
         entries.update(POLICY_COMPANIONS.get((section, key), {}))
-        (folder / "crl.pem").write_text("-----BEGIN X509 CRL-----\nMIIB\n-----END X509 CRL-----\n")
-        (folder / "client.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-        (folder / "client.key").write_text("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n")
+        # Real files: `check` has OpenSSL load them (a dry run of the worker's TLS context).
+        for name, data in real_pem_files().items():
+            (folder / name).write_bytes(data)
         (folder / "client.key").chmod(0o600)
     entries[(section, key)] = value
     text = render_toml(entries)
