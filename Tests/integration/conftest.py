@@ -418,14 +418,18 @@ def worker(lab, pki, worker_bin, tmp_path, request):
 @pytest.fixture
 def plain_client(lab):
     """plain_client(host, port=80, nbytes=1024, connections=1, timeout=30, expect_prefix=None,
-    read_delay=0, hold=0, send_over=0, background=False) -> list of result dicts (one per connection), run
-    in the client namespace. background=True returns a callable that waits for the results."""
+    read_delay=0, hold=0, send_over=0, background=False, half_close=False) -> list of result dicts (one per
+    connection), run in the client namespace. The client keeps its side open and closes once the whole echo
+    is back, as real clients do; half_close=True (or hold) half-closes after sending, for the tests about
+    half-close. background=True returns a callable that waits for the results."""
 
     def run(host, port=80, nbytes=1024, connections=1, timeout=30.0, expect_prefix=None, read_delay=0.0,
-            hold=0.0, send_over=0.0, background=False):
+            hold=0.0, send_over=0.0, background=False, half_close=False):
         argv = [PY, PLAIN_CLIENT, host, str(port), "--bytes", str(nbytes),
                 "--connections", str(connections), "--timeout", str(timeout),
                 "--read-delay", str(read_delay), "--hold", str(hold)]
+        if half_close:
+            argv.append("--half-close")
         if send_over:
             argv += ["--send-over", str(send_over)]
         if expect_prefix is not None:

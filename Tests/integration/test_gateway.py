@@ -238,9 +238,9 @@ STREAM = textwrap.dedent("""
         try:
             s.settimeout(5)
             s.sendall(payload)
-            s.shutdown(socket.SHUT_WR)
+            # A real client: keeps its side open and closes once the whole echo is back.
             got = b""
-            while True:
+            while len(got) < len(payload):
                 b = s.recv(65536)
                 if not b:
                     break

@@ -41,9 +41,10 @@ STREAM = textwrap.dedent("""
         except OSError as e:
             failed += 1; errors.append("%d connect: %s" % (i, e)); continue
         try:
-            s.sendall(payload); s.shutdown(socket.SHUT_WR)
+            # A real client: keeps its side open and closes once the whole echo is back.
+            s.sendall(payload)
             got = b""
-            while True:
+            while len(got) < len(payload):
                 b = s.recv(65536)
                 if not b: break
                 got += b

@@ -165,7 +165,7 @@ def test_half_close_with_server_greeting(lab, tls_server, worker, redirect, plai
     tls_server("good", "198.19.0.18", greeting=greeting)
     w = worker(listen_port, networks=["198.19.0.18/32"])
     redirect(listen_port)
-    (r,) = plain_client("198.19.0.18", 80, nbytes=256 * 1024, timeout=30, expect_prefix=greeting)
+    (r,) = plain_client("198.19.0.18", 80, nbytes=256 * 1024, timeout=30, expect_prefix=greeting, half_close=True)
     assert r["error"] is None, r
     assert r["prefix_ok"], r
     assert r["recv_len"] == len(greeting) + 256 * 1024, r
@@ -300,7 +300,7 @@ def test_short_request_immediate_half_close(lab, tls_server, worker, redirect, p
     w = worker(listen_port, networks=["198.19.0.25/32"])
     redirect(listen_port)
     for i in range(3):
-        (r,) = plain_client("198.19.0.25", 80, nbytes=nbytes, timeout=10)
+        (r,) = plain_client("198.19.0.25", 80, nbytes=nbytes, timeout=10, half_close=True)
         assert r["error"] is None and r["recv_len"] == nbytes and r["recv_sha256"] == r["sent_sha256"], \
             "attempt %d: %r" % (i + 1, r)
     recs = w.wait_connections(3)
