@@ -12,6 +12,8 @@ PACKAGES=(
   iproute2          # network namespaces for the lab
   nginx-light       # a real TLS server for the demo
   curl              # a real plain-HTTP client for the demo
+  wget              # a second real HTTP client (Tests/integration/test_real_clients.py)
+  binutils          # readelf/strip for the Debian package (Scripts/package-deb.sh)
   python3           # the integration test harness
   python3-pytest    # runs the integration tests
   procps            # ps/pgrep-free checks read /proc, but keep ps for operators
