@@ -4,13 +4,15 @@
 #   /usr/bin/tlsgate                      release build, Swift runtime linked statically
 #                                         (--static-swift-stdlib: no /opt/swift at run time)
 #   /lib/systemd/system/tlsgate.service   the unit (runs as "tlsgate", CAP_NET_ADMIN only)
+#   /lib/systemd/system/tlsgate-guard.service  restores the fail-closed guard at boot (enabled)
 #   /etc/tlsgate/tlsgate.toml             conffile: Scripts/tlsgate.example.toml, policies in
 #   /etc/tlsgate/policies/*.toml          conffiles: the example policies (documentation
 #                                         address ranges only: they intercept nothing real)
 #   /usr/share/man/man8/tlsgate.8.gz      generated from the commands' --help
 #   /usr/share/doc/tlsgate/               README, copyright
-# postinst creates the system account "tlsgate" (kept on remove and purge) and enables
-# nothing: edit /etc/tlsgate, run `tlsgate check`, then `systemctl enable --now tlsgate`.
+# postinst creates the system account "tlsgate" (kept on remove and purge), enables only
+# tlsgate-guard.service and starts nothing: edit /etc/tlsgate, run `tlsgate check`, then
+# `systemctl enable --now tlsgate`.
 # Depends: the shared libraries the binary links (found with dpkg -S), nftables, iproute2.
 #
 # Usage: Scripts/package-deb.sh [--out DIR] [--binary FILE]
@@ -61,8 +63,10 @@ install -d "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/
 
 install -m 0755 "$binary" "$root/usr/bin/tlsgate"
 strip --strip-unneeded "$root/usr/bin/tlsgate" 2>/dev/null || true
-sed -e 's#/usr/local/bin/tlsgate#/usr/bin/tlsgate#g' "$repo/Scripts/tlsgate.service" > "$root/lib/systemd/system/tlsgate.service"
-chmod 0644 "$root/lib/systemd/system/tlsgate.service"
+for unit in tlsgate.service tlsgate-guard.service; do
+  sed -e 's#/usr/local/bin/tlsgate#/usr/bin/tlsgate#g' "$repo/Scripts/$unit" > "$root/lib/systemd/system/$unit"
+  chmod 0644 "$root/lib/systemd/system/$unit"
+done
 sed -e 's#^policies = .*#policies = "/etc/tlsgate/policies"#' "$repo/Scripts/tlsgate.example.toml" > "$root/etc/tlsgate/tlsgate.toml"
 chmod 0644 "$root/etc/tlsgate/tlsgate.toml"
 for f in "$repo"/Policies/*.toml; do install -m 0644 "$f" "$root/etc/tlsgate/policies/"; done
@@ -127,6 +131,10 @@ if [ "$1" = configure ]; then
   if ! getent passwd tlsgate >/dev/null; then
     adduser --system --group --no-create-home --home /nonexistent --shell /usr/sbin/nologin tlsgate >/dev/null
   fi
+  # The fail-closed guard comes back at every boot (once the gateway has saved one).
+  if command -v deb-systemd-helper >/dev/null 2>&1; then
+    deb-systemd-helper enable tlsgate-guard.service >/dev/null 2>&1 || true
+  fi
   if [ -d /run/systemd/system ]; then systemctl daemon-reload >/dev/null 2>&1 || true; fi
 fi
 exit 0
@@ -143,6 +151,12 @@ cat > "$root/DEBIAN/postrm" <<'EOF'
 #!/bin/sh
 set -e
 # The account "tlsgate" is kept on remove and purge (files may still belong to it).
+if [ "$1" = purge ]; then
+  if command -v deb-systemd-helper >/dev/null 2>&1; then
+    deb-systemd-helper purge tlsgate-guard.service >/dev/null 2>&1 || true
+  fi
+  rm -rf /var/lib/tlsgate
+fi
 if [ -d /run/systemd/system ]; then systemctl daemon-reload >/dev/null 2>&1 || true; fi
 exit 0
 EOF

@@ -343,6 +343,21 @@ public final class Supervisor: @unchecked Sendable {
         let script = Ruleset.script(for: plan)  // what `tlsgate rules` prints
         try NFTables.apply(script)
         logger.debug("rules applied", metadata: ["ruleset": "\(script)"])
+        saveGuard(plan)
+    }
+
+    /// Saves the guard just applied, so a reboot or a start that fails puts it back
+    /// (`tlsgate rules --restore-guard`). A failure is logged, not fatal: the guard is in
+    /// the kernel now.
+    private func saveGuard(_ plan: InterceptionPlan) {
+        guard let path = config.intercept.guardFile else { return }
+        do {
+            try GuardFile.save(plan, to: path)
+        } catch {
+            logger.warning(
+                "cannot save the fail-closed guard; after a reboot it is back only once the gateway runs again",
+                metadata: ["guard_file": "\(path)", "error": "\(error)"])
+        }
     }
 
     /// The plan for what runs now.
