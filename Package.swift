@@ -82,6 +82,10 @@ let package = Package(
         ),
         .testTarget(name: "TLSGatePolicyTests", dependencies: ["TLSGatePolicy"], exclude: ["Fixtures"]),
         .testTarget(name: "TLSGateFirewallTests", dependencies: ["TLSGateFirewall"]),
+        // The worker table with a mock clock and no process; the control channel's messages.
+        .testTarget(name: "TLSGateSupervisorTests", dependencies: ["TLSGateSupervisor", "TLSGatePolicy"]),
+        // Spawning with explicit descriptors (real processes: /bin/sh).
+        .testTarget(name: "TLSGateSystemTests", dependencies: ["TLSGateSystem"]),
         // The executable's own pieces (the log handler), through @testable import.
         .testTarget(
             name: "tlsgateTests",

@@ -66,7 +66,9 @@ struct WorkerCommand: ParsableCommand {
     }
 
     func run() throws {
-        // No capability, and no way to regain one, before the first untrusted byte.
+        // The supervisor spawns workers with no capability at all; say so if one came along.
+        let inheritedCapabilities = Privileges.holdsAnyCapability
+        // No capability, no way to regain one, not dumpable, before the first untrusted byte.
         do {
             try Privileges.dropAllForWorker()
         } catch {
@@ -116,6 +118,7 @@ struct WorkerCommand: ParsableCommand {
             worker = try Worker(policy: loaded, options: options, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+            Self.report(.failed("\(error)"), on: controlFd)
             throw ExitCode(2)
         }
         let address: SocketAddress
@@ -123,6 +126,7 @@ struct WorkerCommand: ParsableCommand {
             address = try worker.start()
         } catch {
             FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+            Self.report(.failed("\(error)"), on: controlFd)
             throw ExitCode(1)
         }
         // Every line about this worker's life says which worker it is.
@@ -134,7 +138,11 @@ struct WorkerCommand: ParsableCommand {
             metadata: identity.merging([
                 "listen": "\(address.logText)", "open_files_limit": "\(fileLimit)",
                 "mode": "\(transparent ? "tproxy" : "redirect")",
+                "inherited_capabilities": "\(inheritedCapabilities ? "some" : "none")",
+                "dumpable": "\(Privileges.isDumpable)",
             ]) { $1 })
+        // The supervisor retires the worker this one replaces only after this line.
+        Self.report(.ready, on: controlFd)
 
         let stopped = DispatchSemaphore(value: 0)
         // Signals and the control pipe can race (two SIGTERMs, SIGTERM then the supervisor
@@ -181,6 +189,13 @@ struct WorkerCommand: ParsableCommand {
         }
         stopped.wait()
         _ = sources
+    }
+
+    /// Tells the supervisor (the other end of the control channel) how the start went.
+    static func report(_ report: WorkerReport, on fd: Int32?) {
+        guard let fd else { return }
+        let line = report.line
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
     /// Reads one JSON line from `fd`.
