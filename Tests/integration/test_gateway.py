@@ -612,3 +612,22 @@ def test_sighup_after_a_ca_file_changed_replaces_the_worker(lab, tls_server, pla
     g.wait_log("old worker finished draining", timeout=30)
     r = plain_client("198.19.0.10", 80, nbytes=1024, timeout=20)
     assert_intact(r[0], 1024)
+
+
+def test_a_fifo_policy_is_refused_by_check_and_reload_without_hanging(lab, tls_server, gateway, gateway_dir):
+    tls_server("good", "198.19.0.10")
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca_of(gateway_dir))})
+    old = g.worker_for("web")
+    fifo = gateway_dir / "policies" / "evil.toml"
+    os.mkfifo(fifo, 0o644)
+    from conftest import TLSGATE_BIN
+    r = subprocess.run([str(TLSGATE_BIN), "check", "--config", str(gateway_dir / "tlsgate.toml")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0, r
+    assert "evil.toml: cannot read: is a FIFO, not a regular file" in r.stdout + r.stderr, r
+    t0 = time.monotonic()
+    g.hup()
+    g.wait_log("reload refused", timeout=20)
+    assert time.monotonic() - t0 < 10
+    assert "evil.toml: cannot read: is a FIFO, not a regular file" in g.log(), g.log()
+    assert g.worker_for("web") == old and pid_alive(old)
