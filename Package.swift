@@ -24,9 +24,16 @@ let package = Package(
             name: "CTLSGateOpenSSL",
             dependencies: ["COpenSSL"]
         ),
-        // Linux specifics: SO_ORIGINAL_DST, prctl, libcap; every symbol prefixed tg_linux_.
+        // libseccomp (libseccomp-dev), found through pkg-config: the workers' syscall filter.
+        .systemLibrary(
+            name: "CSeccomp",
+            pkgConfig: "libseccomp",
+            providers: [.apt(["libseccomp-dev"])]
+        ),
+        // Linux specifics: SO_ORIGINAL_DST, prctl, libcap, seccomp; every symbol prefixed tg_linux_.
         .target(
             name: "CTLSGateLinux",
+            dependencies: ["CSeccomp"],
             linkerSettings: [.linkedLibrary("cap")]
         ),
         // Pure Swift: TOML reading, policy and config model, validation with exact messages.

@@ -198,3 +198,81 @@ int tg_linux_readable_as(const char *path, unsigned int uid, unsigned int gid) {
     }
     return result;
 }
+
+/* ---- the workers' syscall allow-list (libseccomp) ---- */
+
+#include <seccomp.h>
+#include <sched.h>
+
+/* What a worker does once its policy, TLS context and threads are set up: event loops
+   (epoll, eventfd, timerfd, futex), sockets (accept, connect, send, receive, options),
+   memory, time, randomness, signals to itself, and reading files (OpenSSL and the
+   runtime may open configuration read-only). Everything else kills the process:
+   no exec, no fork (only threads), no kill or ptrace of another process, no mount,
+   no setuid, no bpf, no opening a file for writing. */
+static const char *const worker_allowed[] = {
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "close", "close_range",
+    "fstat", "newfstatat", "statx", "stat", "lstat", "lseek", "getdents64", "readlink", "readlinkat",
+    "access", "faccessat", "faccessat2", "getcwd",
+    "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "mincore", "membarrier",
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigtimedwait", "restart_syscall",
+    "ioctl", "fcntl", "dup", "dup2", "dup3", "pipe", "pipe2",
+    "poll", "ppoll", "select", "pselect6",
+    "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
+    "eventfd", "eventfd2", "timerfd_create", "timerfd_settime", "timerfd_gettime",
+    "socket", "socketpair", "connect", "accept", "accept4", "bind", "listen",
+    "getsockname", "getpeername", "getsockopt", "setsockopt", "shutdown",
+    "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
+    "futex", "futex_waitv", "set_robust_list", "get_robust_list", "rseq", "set_tid_address",
+    "exit", "exit_group", "gettid", "getpid", "getppid", "getuid", "geteuid", "getgid", "getegid",
+    "getresuid", "getresgid", "getgroups",
+    "sched_yield", "sched_getaffinity", "sched_getparam", "sched_getscheduler", "getpriority",
+    "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "time",
+    "getrandom", "uname", "sysinfo", "getrlimit", "prlimit64", "getrusage", "times",
+    "capget", "arch_prctl", "signalfd", "signalfd4",
+};
+
+int tg_linux_seccomp_install_worker(void) {
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+    if (ctx == NULL) { errno = ENOMEM; return -1; }
+    int rc = 0;
+    for (size_t i = 0; i < sizeof worker_allowed / sizeof worker_allowed[0] && rc == 0; i++) {
+        int nr = seccomp_syscall_resolve_name(worker_allowed[i]);
+        if (nr == __NR_SCMP_ERROR) continue;  /* not on this architecture */
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+    }
+    /* Threads only: a clone without CLONE_THREAD (a new process) is refused. clone3 passes
+       its flags in memory the filter cannot read, so it fails with ENOSYS and glibc falls
+       back to clone. */
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                                       SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    /* Signals to itself only (abort, raise, the runtime's thread signals). */
+    pid_t self = getpid();
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self));
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self));
+    /* The runtime lowers its own threads' priority (Dispatch's overcommit threads):
+       setpriority(PRIO_PROCESS, 0 = the calling thread, …) only, never another process. */
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(setpriority), 2,
+                                       SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS), SCMP_A1(SCMP_CMP_EQ, 0));
+    /* prctl: thread names only. */
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME));
+    /* Opening files: read-only. */
+    const scmp_datum_t writing = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, writing, 0));
+    int open_nr = seccomp_syscall_resolve_name("open");
+    if (rc == 0 && open_nr != __NR_SCMP_ERROR)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, open_nr, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, writing, 0));
+    /* Every thread of the worker gets the filter, not only this one. */
+    if (rc == 0) rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+    if (rc == 0) rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc < 0) { errno = -rc; return -1; }
+    return 0;
+}
+
+int tg_linux_seccomp_selftest_forbidden_call(void) {
+    /* Signalling another process (the parent) is not on the list. */
+    return kill(getppid(), 0);
+}

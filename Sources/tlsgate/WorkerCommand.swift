@@ -44,6 +44,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: ArgumentHelp("How long open connections may finish after SIGTERM, e.g. 30s.", valueName: "duration"))
     var drainTimeout: String = "30s"
 
+    @Flag(help: "Do not install the seccomp syscall filter (debugging only; the supervisor never passes this).")
+    var noSeccomp = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -121,6 +124,19 @@ struct WorkerCommand: ParsableCommand {
             Self.report(.failed("\(error)"), on: controlFd)
             throw ExitCode(2)
         }
+        // The policy, its TLS context and the event loop threads are set up: from here on
+        // the worker only accepts, connects and relays. The filter is in force on every
+        // thread before the first connection is accepted.
+        let dumpable = Privileges.isDumpable  // prctl is not on the filter's list
+        if !noSeccomp {
+            do {
+                try SyscallFilter.installForWorker()
+            } catch {
+                FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+                Self.report(.failed("\(error)"), on: controlFd)
+                throw ExitCode(1)
+            }
+        }
         let address: SocketAddress
         do {
             address = try worker.start()
@@ -139,7 +155,7 @@ struct WorkerCommand: ParsableCommand {
                 "listen": "\(address.logText)", "open_files_limit": "\(fileLimit)",
                 "mode": "\(transparent ? "tproxy" : "redirect")",
                 "inherited_capabilities": "\(inheritedCapabilities ? "some" : "none")",
-                "dumpable": "\(Privileges.isDumpable)",
+                "dumpable": "\(dumpable)", "seccomp": "\(noSeccomp ? "off" : "on")",
             ]) { $1 })
         // The supervisor retires the worker this one replaces only after this line.
         Self.report(.ready, on: controlFd)

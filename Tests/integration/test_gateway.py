@@ -631,3 +631,37 @@ def test_a_fifo_policy_is_refused_by_check_and_reload_without_hanging(lab, tls_s
     assert time.monotonic() - t0 < 10
     assert "evil.toml: cannot read: is a FIFO, not a regular file" in g.log(), g.log()
     assert g.worker_for("web") == old and pid_alive(old)
+
+
+# ------------------------------------------------------------------------------- seccomp
+
+def test_seccomp_filter_kills_a_forbidden_syscall(lab):
+    # `tlsgate seccomp-selftest` (a diagnostic, not reachable from the network) demotes
+    # itself as a worker does, installs the workers' filter and calls kill(parent, 0).
+    from conftest import TLSGATE_BIN
+    r = subprocess.run([str(TLSGATE_BIN), "seccomp-selftest"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == -signal.SIGSYS, (r.returncode, r.stderr)
+    assert "filter installed" in r.stderr and "FAILED" not in r.stderr, r.stderr
+
+
+def test_worker_killed_by_sigsys_is_restarted_with_nothing_refused(lab, tls_server, gateway, gateway_dir):
+    # What the supervisor sees when the filter kills a worker: the worker dies of SIGSYS.
+    # The same signal is sent here from outside (the worker has no way to be made to make
+    # a forbidden call: that is the point), under a stream of connections.
+    total = 150
+    tls_server("good", "198.19.0.10")
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca_of(gateway_dir))})
+    assert all(r.get("seccomp") == "on" for r in g.records("worker listening")), g.log()
+    old = g.worker_for("web")
+    finish = run_stream_in_background(lab, "198.19.0.10", total)
+    time.sleep(1.0)
+    os.kill(old, signal.SIGSYS)
+    results = finish()
+    assert len(results) == total, results[-3:]
+    assert not [r for r in results if r["outcome"] == "refused"], results
+    # A connection inside the worker at that instant may die with it; the client is sequential.
+    assert len([r for r in results if r["outcome"] != "ok"]) <= 1, [r for r in results if r["outcome"] != "ok"]
+    crash = g.wait_records("worker exited unexpectedly; restarting", 1, policy="web")
+    assert crash[0].get("status") == "killed by signal %d" % signal.SIGSYS, crash
+    g.wait_records("worker ready", 2, policy="web")
+    assert g.worker_for("web") != old and pid_alive(g.worker_for("web"))

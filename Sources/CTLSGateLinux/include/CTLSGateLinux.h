@@ -71,4 +71,11 @@ int tg_linux_bound_to_net_admin(void);
 // Needs CAP_SETUID/CAP_SETGID to check for another account; without them, checks as itself.
 int tg_linux_readable_as(const char *path, unsigned int uid, unsigned int gid);
 
+// Installs the workers' seccomp allow-list (libseccomp) on every thread of the process;
+// any other syscall kills the process (SIGSYS). Needs no_new_privs or CAP_SYS_ADMIN.
+// Returns 0 or -1 with errno set.
+int tg_linux_seccomp_install_worker(void);
+// A syscall the worker filter forbids (kill(getppid(), 0)), for `tlsgate seccomp-selftest`.
+int tg_linux_seccomp_selftest_forbidden_call(void);
+
 #endif
