@@ -185,6 +185,14 @@ public final class Supervisor: @unchecked Sendable {
             } catch {
                 return .spawnFailed(id, reason: "\(error)")
             }
+        case .allowAccept(let id, _):
+            // A channel whose source is gone is closed (EOF): the worker is exiting.
+            guard let process = processes[id], process.source != nil else { break }
+            let line = WorkerReport.acceptLine
+            let written = line.withUnsafeBytes { write(process.channel, $0.baseAddress, $0.count) }
+            if written != line.count {
+                logger.error("cannot tell a worker to accept", metadata: ["pid": "\(process.pid)", "error": "\(SystemError("write"))"])
+            }
         case .signal(_, let pid, let signal):
             kill(pid, signal == .kill ? SIGKILL : SIGTERM)
         case .applyRules(let entries):
@@ -282,6 +290,7 @@ public final class Supervisor: @unchecked Sendable {
                 switch report {
                 case .ready: inputs.append(.ready(id))
                 case .failed(let reason): inputs.append(.reportedFailure(id, reason: reason))
+                case .draining: inputs.append(.stoppedAccepting(id))
                 }
             }
         }

@@ -31,6 +31,9 @@ public struct WorkerTable: Sendable {
         public var stopGrace: Time
         /// How long a new worker may take to report ready before it is killed as failed.
         public var startTimeout: Time
+        /// How long a ready worker waits for its predecessor to stop accepting before it
+        /// is let accept anyway.
+        public var handoverTimeout: Time = 2000
 
         public init(
             restartDelay: Time = 0, restartDelayMax: Time = 5000, crashLimit: Int = 5, crashWindow: Time = 60000,
@@ -61,7 +64,12 @@ public struct WorkerTable: Sendable {
         public internal(set) var pid: Int32?
         public internal(set) var state: WorkerState
         public internal(set) var wasReady = false
+        /// Let accept from its socket (`allowAccept` sent).
+        public internal(set) var accepting = false
+        /// Said it stopped accepting (after SIGTERM).
+        public internal(set) var stoppedAccepting = false
         let spawnedAt: Time
+        var readyAt: Time?
         /// What the worker reported before failing, or why the table killed it.
         var failure: String?
         var killed = false
@@ -95,6 +103,8 @@ public struct WorkerTable: Sendable {
         case ready(WorkerID)
         /// The worker said why it cannot start.
         case reportedFailure(WorkerID, reason: String)
+        /// A retired worker said it has stopped accepting.
+        case stoppedAccepting(WorkerID)
         /// The worker broke the control protocol.
         case misbehaved(WorkerID, reason: String)
         case exited(WorkerID, status: String)
@@ -129,6 +139,8 @@ public struct WorkerTable: Sendable {
         /// Close our copy of this policy's socket.
         case close(policy: String)
         case spawn(WorkerID, policy: String, version: Version)
+        /// Let a ready worker accept: its predecessor on the socket has stopped (or is gone).
+        case allowAccept(WorkerID, pid: Int32)
         case signal(WorkerID, pid: Int32, Signal)
         /// Replace the nftables tables with these entries (sorted by policy).
         case applyRules([RuleEntry])
@@ -179,6 +191,10 @@ public struct WorkerTable: Sendable {
         var times = slots.values.compactMap(\.restartAt)
         if let stopDeadline { times.append(stopDeadline) }
         times += workers.values.filter { $0.state == .starting && !$0.killed }.map { $0.spawnedAt + settings.startTimeout }
+        if !stopping {
+            times += workers.values.filter { $0.state == .current && !$0.accepting }
+                .compactMap { $0.readyAt.map { $0 + settings.handoverTimeout } }
+        }
         return times.min()
     }
 
@@ -195,6 +211,7 @@ public struct WorkerTable: Sendable {
         case .openFailed(let name, let reason): openFailed(name, reason)
         case .ready(let id): ready(id)
         case .reportedFailure(let id, let reason): workers[id]?.failure = reason
+        case .stoppedAccepting(let id): workers[id]?.stoppedAccepting = true
         case .misbehaved(let id, let reason): misbehaved(id, reason)
         case .exited(let id, let status): exited(id, status)
         case .reload(let versions, let settings): reload(versions, settings)
@@ -291,6 +308,7 @@ public struct WorkerTable: Sendable {
         let old = slot.current
         worker.state = .current
         worker.wasReady = true
+        worker.readyAt = now
         workers[id] = worker
         slot.current = id
         slot.next = nil
@@ -546,6 +564,7 @@ public struct WorkerTable: Sendable {
             }
             return
         }
+        allowAccepting()
         // The rules follow the slots; applied before anything is announced, so a client
         // reading `reloaded` or `gateway started` finds them in force.
         let rules = ruleEntries()
@@ -568,6 +587,28 @@ public struct WorkerTable: Sendable {
             ]
             if !ticket.failed.isEmpty { meta["failed"] = ticket.failed.sorted().joined(separator: ",") }
             log(ticket.failed.isEmpty ? .info : .error, "reloaded", meta)
+        }
+    }
+
+    /// Lets each policy's ready worker accept once no other worker of that policy still
+    /// accepts from the socket (the one it replaces said `draining` or exited), or once
+    /// `handoverTimeout` has passed. Until then connections wait in the socket's backlog:
+    /// never two workers accepting from one socket, never a refused connection.
+    private mutating func allowAccepting() {
+        for (name, slot) in slots.sorted(by: { $0.key < $1.key }) {
+            guard let id = slot.current, var worker = workers[id], !worker.accepting, let pid = worker.pid else { continue }
+            let busy = workers.values.filter {
+                $0.policy == name && $0.id != id && $0.accepting && !$0.stoppedAccepting
+            }
+            if !busy.isEmpty {
+                guard let readyAt = worker.readyAt, now >= readyAt + settings.handoverTimeout else { continue }
+                log(
+                    .warning, "old worker did not stop accepting in time; the new one accepts too",
+                    ["policy": name, "pid": "\(pid)", "old_pid": busy.compactMap(\.pid).map { "\($0)" }.joined(separator: ",")])
+            }
+            worker.accepting = true
+            workers[id] = worker
+            out.append(.allowAccept(id, pid: pid))
         }
     }
 

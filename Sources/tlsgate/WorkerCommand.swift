@@ -139,7 +139,9 @@ struct WorkerCommand: ParsableCommand {
         }
         let address: SocketAddress
         do {
-            address = try worker.start()
+            // Under the supervisor it accepts only once told to (after its predecessor on
+            // the same socket stopped); run by hand it accepts at once.
+            address = try worker.start(accepting: controlFd == nil)
         } catch {
             FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
             Self.report(.failed("\(error)"), on: controlFd)
@@ -157,7 +159,8 @@ struct WorkerCommand: ParsableCommand {
                 "inherited_capabilities": "\(inheritedCapabilities ? "some" : "none")",
                 "dumpable": "\(dumpable)", "seccomp": "\(noSeccomp ? "off" : "on")",
             ]) { $1 })
-        // The supervisor retires the worker this one replaces only after this line.
+        // The supervisor retires the worker this one replaces only after this line, and
+        // answers `accept` once that one has stopped accepting.
         Self.report(.ready, on: controlFd)
 
         let stopped = DispatchSemaphore(value: 0)
@@ -179,7 +182,7 @@ struct WorkerCommand: ParsableCommand {
                 logger.info(
                     "worker stopping",
                     metadata: identity.merging(["signal": "\(sig)", "open_connections": "\(worker.activeConnections)"]) { $1 })
-                let cut = worker.shutdown()
+                let cut = worker.shutdown(stoppedAccepting: { Self.report(.draining, on: controlFd) })
                 logger.info("worker stopped", metadata: identity.merging(["cut_connections": "\(cut)"]) { $1 })
                 stopped.signal()
             }
@@ -187,12 +190,22 @@ struct WorkerCommand: ParsableCommand {
             sources.append(source)
         }
         if let controlFd {
-            // The supervisor holds the other end: EOF means it is gone, and so must we be.
+            // The supervisor holds the other end: `accept` lets this worker accept; EOF means
+            // the supervisor is gone, and so must we be.
             Thread.detachNewThread {
                 var byte: UInt8 = 0
+                var line: [UInt8] = []
                 while true {
                     let n = read(controlFd, &byte, 1)
-                    if n == 0 || (n < 0 && errno != EINTR) { break }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    line.append(byte)
+                    guard byte == 0x0a else {
+                        if line.count > 64 { line.removeAll() }
+                        continue
+                    }
+                    if line == WorkerReport.acceptLine { worker.beginAccepting() }
+                    line.removeAll()
                 }
                 guard firstStop() else { return }
                 logger.warning(

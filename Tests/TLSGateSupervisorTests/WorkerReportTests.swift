@@ -4,6 +4,7 @@ import TLSGatePolicy
 @Suite struct WorkerReportTests {
     @Test func allowedLinesRoundTrip() {
         #expect(WorkerReport.parse(WorkerReport.ready.line) == .report(.ready, consumed: 6))
+        #expect(WorkerReport.parse(WorkerReport.draining.line) == .report(.draining, consumed: 9))
         let failed = WorkerReport.failed("cannot load \u{7}CA\n").line
         #expect(WorkerReport.parse(failed) == .report(.failed("cannot load ?CA?"), consumed: failed.count))
     }

@@ -58,6 +58,11 @@ struct TableDriver {
         now = end
     }
 
+    /// Pids let accept, in order.
+    var accepting: [Int32] {
+        actions.compactMap { if case .allowAccept(_, let pid) = $0 { return pid } else { return nil } }
+    }
+
     func pid(_ policy: String) -> Int32? { table.current(policy)?.pid }
     func nextPid(of policy: String) -> Int32? { table.next(policy)?.pid }
     func id(_ pid: Int32) -> WorkerTable.WorkerID { table.worker(pid: pid)!.id }
@@ -439,6 +444,59 @@ struct TableDriver {
         d.send(.openFailed("new", reason: "EADDRINUSE"))
         #expect(d.table.policies == ["web"])
         #expect(d.logged("reloaded").last?.metadata["failed"] == "new")
+    }
+
+    @Test func neverTwoWorkersAcceptFromOneSocket() {
+        var d = TableDriver(Self.fast)
+        d.send(.start(["web": "v1"]))
+        let first = d.nextPid(of: "web")!
+        #expect(d.accepting.isEmpty, "not before it is ready")
+        d.ready(first)
+        #expect(d.accepting == [first], "no predecessor: at once")
+        d.clear()
+        d.send(.reload(["web": "v2"], Self.fast))
+        let second = d.nextPid(of: "web")!
+        d.ready(second)
+        #expect(d.signals.map(\.0) == [first])
+        #expect(d.accepting.isEmpty, "the old worker may still be accepting")
+        d.send(.stoppedAccepting(d.id(first)))
+        #expect(d.accepting == [second])
+        // The old one drains on; the new one is not let accept twice.
+        d.exit(first, "exit status 0")
+        #expect(d.accepting == [second])
+    }
+
+    @Test func handoverWhenThePredecessorExitsOrTimesOut() {
+        var d = TableDriver(Self.fast)
+        d.send(.start(["web": "v1"]))
+        d.readyAll()
+        let first = d.pid("web")!
+        d.send(.reload(["web": "v2"], Self.fast))
+        let second = d.nextPid(of: "web")!
+        d.ready(second)
+        d.clear()
+        d.exit(first, "exit status 0")
+        #expect(d.accepting == [second], "an exited predecessor accepts nothing")
+        // A predecessor that never says `draining`: the new worker accepts after the timeout.
+        d.send(.reload(["web": "v3"], Self.fast))
+        let third = d.nextPid(of: "web")!
+        d.ready(third)
+        d.clear()
+        d.advance(1999)
+        #expect(d.accepting.isEmpty)
+        d.advance(1)
+        #expect(d.accepting == [third])
+        #expect(d.logged("old worker did not stop accepting in time").count == 1)
+    }
+
+    @Test func aRestartedWorkerAcceptsAtOnce() {
+        var d = TableDriver(Self.fast)
+        d.send(.start(["web": "v1"]))
+        d.readyAll()
+        d.exit(d.pid("web")!)
+        d.clear()
+        d.readyAll()
+        #expect(d.accepting.count == 1)
     }
 
     @Test func misbehavingWorkerIsKilled() {
