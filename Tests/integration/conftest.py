@@ -458,8 +458,7 @@ def plain_client(lab):
 # --------------------------------------------------------------------------- gateway (`tlsgate run`)
 #
 # The supervisor in the gw namespace, started as root and switching to the account
-# "tlsgate" (CAP_NET_ADMIN only). Used by test_gateway.py. (test_supervisor.py still has
-# its own fixtures of the same names, which take precedence in that module.)
+# "tlsgate" (CAP_NET_ADMIN only). Used by test_gateway.py, test_fail_closed.py, test_chaos.py.
 
 GATEWAY_ACCOUNT = "tlsgate"
 
