@@ -3,6 +3,7 @@
 # figures per scenario:
 #   chaos kill-9-worker: kill -9 of the worker 20 times under concurrent request loops
 #   chaos sighup-50:     50 SIGHUPs under load, alternating a changed and a broken policy
+#   chaos kill-9-supervisor: kill -9 of the supervisor under load, then a fresh start
 # Usage: Scripts/chaos.sh [--long]   (short: 16 loops, as CI runs it; long: 64 loops)
 # Needs root (network namespaces, nftables, the tlsgate account); builds tlsgate (debug).
 set -euo pipefail

@@ -234,7 +234,9 @@ public final class Supervisor: @unchecked Sendable {
             options.executable, "worker", "--listen-fd", "3", "--control-fd", "4",
             "--log-format", config.log.format.rawValue, "--log-level", config.log.level,
         ]
-        let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
+        // No Swift crash backtracer: it would be a fork and exec the seccomp filter forbids,
+        // turning a crash (SIGILL/SIGTRAP) into a confusing SIGSYS.
+        let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "SWIFT_BACKTRACE=enable=no"]
         let pid: pid_t
         do {
             pid = try ProcessSpawner.spawn(

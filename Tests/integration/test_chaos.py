@@ -13,6 +13,7 @@ import textwrap
 import time
 
 from conftest import PY, _popen, _stop_process, gateway_policy, pid_alive
+from test_fail_closed import plain_listener  # noqa: F401  (a fixture)
 
 LONG = os.environ.get("CHAOS_PROFILE") == "long"
 LOOPS = 64 if LONG else 16
@@ -154,3 +155,38 @@ def test_chaos_sighup_50_times_under_load_alternating_valid_and_invalid(lab, tls
     assert not failed_reloads, failed_reloads
     assert started == valid + 1, (started, valid)
     assert pid_alive(g.worker_for("web"))
+
+
+def test_chaos_kill_9_supervisor_under_load(lab, tls_server, plain_listener, gateway, gateway_dir):
+    tls_server("good", "198.19.0.10")
+    listener = plain_listener("198.19.0.10")   # what would receive clear text
+    ca = gateway_dir / "root.pem"
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca)})
+    workers = g.children()
+    finish = start_load(lab, "198.19.0.10", LOOPS, 6)
+    time.sleep(2.0)
+    t_kill = time.monotonic()
+    g.proc.send_signal(signal.SIGKILL)
+    g.proc.wait(timeout=10)
+    deadline = t_kill + 10
+    while time.monotonic() < deadline and any(pid_alive(p) for p in workers):
+        time.sleep(0.01)
+    workers_gone_ms = (time.monotonic() - t_kill) * 1000
+    records = finish()
+    after = [r for r in records if r[0] > t_kill + workers_gone_ms / 1000]
+    c_after = counts(after)
+    clear = listener.accepted()
+    # The next start replaces the stale tables and serves again.
+    g2 = gateway({"web": gateway_policy(["198.19.0.10/32"], ca)})
+    stale_replaced = "replacing a stale nftables table" in g2.log()
+    again = counts(start_load(lab, "198.19.0.10", 4, 2)())
+    print("\nchaos kill-9-supervisor: loops=%d workers_exit_ms=%d requests_after=%d ok_after=%d refused_after=%d"
+          " failed_after=%d clear_text_at_server=%d stale_replaced=%s after_restart_ok=%d after_restart_bad=%d"
+          % (LOOPS, workers_gone_ms, len(after), c_after["ok"], c_after["refused"], c_after["failed"], len(clear),
+             stale_replaced, again["ok"], again["refused"] + again["failed"]))
+    assert not any(pid_alive(p) for p in workers), workers
+    assert workers_gone_ms <= 1000, workers_gone_ms
+    assert clear == [], clear
+    assert c_after["ok"] == 0, c_after
+    assert stale_replaced, g2.log()
+    assert again["ok"] > 0 and again["refused"] + again["failed"] == 0, again
