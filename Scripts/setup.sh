@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   libssl-dev        # the TLS library tlsgate links (OpenSSL 3)
   libcap-dev        # capabilities instead of root
+  libseccomp-dev    # the workers' syscall allow-list
   pkg-config        # finds both of the above
   openssl           # the test PKI and test TLS servers
   nftables          # interception rules

@@ -462,8 +462,7 @@ def plain_client(lab):
 # --------------------------------------------------------------------------- gateway (`tlsgate run`)
 #
 # The supervisor in the gw namespace, started as root and switching to the account
-# "tlsgate" (CAP_NET_ADMIN only). Used by test_gateway.py. (test_supervisor.py still has
-# its own fixtures of the same names, which take precedence in that module.)
+# "tlsgate" (CAP_NET_ADMIN only). Used by test_gateway.py, test_fail_closed.py, test_chaos.py.
 
 GATEWAY_ACCOUNT = "tlsgate"
 
@@ -656,12 +655,13 @@ def gateway(lab, gateway_dir, request):
     args=(), from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s") -> Gateway running
     `tlsgate run` in the gw namespace (stderr to a file, attached to the report).
     `extra` is appended to the config after the [workers] table, `intercept_extra` to [intercept].
+    `binary` runs another copy of tlsgate (the supervisor spawns its workers from that path).
     Teardown on every path: SIGTERM (then SIGKILL) the supervisor, SIGKILL any worker it
     left, delete the inet tlsgate table and the TPROXY routing rules."""
     running = []
 
     def start(policies, mode="redirect", user=GATEWAY_ACCOUNT, extra="", wait=True, args=(),
-              from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", intercept_extra=""):
+              from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", intercept_extra="", binary=None):
         for name, text in policies.items():
             (gateway_dir / "policies" / ("%s.toml" % name)).write_text(text)
         for f in (gateway_dir / "policies").iterdir():
@@ -674,13 +674,13 @@ def gateway(lab, gateway_dir, request):
         (gateway_dir / "tlsgate.toml").chmod(0o644)
         log_path = gateway_dir / ("gateway-%d.log" % len(running))
         with open(log_path, "wb") as logf:
-            proc = _popen(lab.exec_argv(lab.gw, [TLSGATE_BIN, "run", "--config", gateway_dir / "tlsgate.toml"]
+            proc = _popen(lab.exec_argv(lab.gw, [binary or TLSGATE_BIN, "run", "--config", gateway_dir / "tlsgate.toml"]
                                         + list(args)),
                           stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
         g = Gateway(lab, proc, log_path, gateway_dir)
         running.append(g)
         if wait:
-            # The supervisor logs "gateway started" once it has spawned the workers; each
+            # The supervisor logs "gateway started" once every worker reported ready; each
             # worker logs "worker listening" once it has dropped its privileges.
             g.wait_log("gateway started")
             g.wait_workers_listening()
