@@ -171,11 +171,15 @@ def test_fixed_name_policy_with_curl(lab, nginx, http_worker):
 
 
 def test_client_speaking_tls_is_refused_before_any_upstream_handshake(lab, nginx, http_worker):
-    """curl https:// to the plain port: refused with client_speaks_tls, and the gateway did
-    no TLS handshake with the server for it (no version in the line)."""
+    """curl https:// to the plain port: refused with client_speaks_tls, nothing relayed. The
+    worker reads once as soon as the connection is up, so the ClientHello is normally seen
+    before the upstream TLS handshake is done (no version in the line); on a loaded machine
+    the handshake can win that race, so of three attempts at least one must show it."""
     w = http_worker(upstream_port=NGINX_PORT, server_name="good.test")
-    r, _ = client(lab, ["curl", "-sS", "--max-time", "10", "-k", "https://%s:80/hello" % NGINX_ADDR])
-    assert r.returncode != 0, r.stdout
-    (rec,) = w.wait_connections(1)
-    assert (rec["result"], rec["reason"]) == ("refused", "client_speaks_tls"), rec
-    assert rec.get("tls_version") == "-", rec
+    for attempt in range(3):
+        r, _ = client(lab, ["curl", "-sS", "--max-time", "10", "-k", "https://%s:80/hello" % NGINX_ADDR])
+        assert r.returncode != 0, r.stdout
+    recs = w.wait_connections(3)
+    for rec in recs:
+        assert (rec["result"], rec["reason"], rec["bytes_up"]) == ("refused", "client_speaks_tls", "0"), rec
+    assert any(rec.get("tls_version") == "-" for rec in recs), recs
