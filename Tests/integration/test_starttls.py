@@ -186,3 +186,22 @@ def test_starttls_refusal_speaks_the_protocol_needs_root(lab, mail, mail_gateway
         assert "STARTTLS" in recs[-1]["detail"] or "STLS" in recs[-1]["detail"], recs
     # Nothing the server said reached the client: no Postfix/Dovecot banner in what curl saw.
     assert "Postfix" not in r.stderr and "Dovecot" not in r.stderr and "mx.lab.test" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("proto,port,first_command", [("smtp", 25, "C: EHLO [198.19.0.1]"),
+                                                       ("imap", 143, "C: T1 CAPABILITY"),
+                                                       ("pop3", 110, "C: STLS")])
+def test_starttls_probe_shows_the_upgrade_needs_root(lab, pki, mail, worker_bin, tmp_path, proto, port, first_command):
+    for server, addr in (("good", GOOD), ("notls", NOTLS)):
+        p = tmp_path / ("%s-%s.toml" % (proto, server))
+        p.write_text(policy(pki / "root.pem", addr, port, proto))
+        r = lab.run(lab.gw, [worker_bin, "probe", "--policy", p], check=False, timeout=60)
+        out = r.stdout
+        assert ("upgrade: %s (starttls = \"%s\")" % (proto.upper(), proto)) in out, out + r.stderr
+        assert first_command in out, out
+        if server == "good":
+            assert r.returncode == 0 and "verdict: ACCEPTED" in out, out + r.stderr
+        else:
+            assert r.returncode == 1, out + r.stderr
+            assert "check upgrade: FAILED: " in out and "(starttls_refused)" in out, out
+            assert "verdict: REFUSED: the server does not offer" in out, out
