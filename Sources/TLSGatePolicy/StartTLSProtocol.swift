@@ -7,6 +7,8 @@ public enum StartTLSProtocol: String, Sendable, Hashable, Codable, CaseIterable 
     case imap
     /// POP3 STLS (RFC 2595): port 110.
     case pop3
+    /// LDAP StartTLS extended operation (RFC 4511 §4.14): port 389.
+    case ldap
 
     /// The match ports this protocol usually runs on: any other gets a warning from `check`.
     public var usualPorts: [UInt16] {
@@ -14,6 +16,7 @@ public enum StartTLSProtocol: String, Sendable, Hashable, Codable, CaseIterable 
         case .smtp: return [25, 587, 2525]
         case .imap: return [143]
         case .pop3: return [110]
+        case .ldap: return [389]
         }
     }
 

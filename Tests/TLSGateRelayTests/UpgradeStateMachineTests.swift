@@ -204,3 +204,92 @@ private func refusal(_ actions: [UpgradeAction]) -> String? {
         #expect(long.count < 420)
     }
 }
+
+@Suite struct LDAPUpgradeTests {
+    let make = { LDAPUpgrade() }
+
+    /// Byte-exact feeding (the helpers above take Strings; BER is not UTF-8).
+    static func feed(_ chunks: [[UInt8]], byteByByte: Bool) -> [UpgradeAction] {
+        var machine = LDAPUpgrade()
+        var actions = [machine.start()]
+        for chunk in chunks {
+            if byteByByte {
+                var last = UpgradeAction.needMore
+                for byte in chunk {
+                    last = machine.receive([byte])
+                    if case .refuse = last { break }
+                }
+                actions.append(last)
+            } else {
+                actions.append(machine.receive(chunk))
+            }
+            if case .refuse = actions.last! { break }
+        }
+        return actions
+    }
+
+    static func both(_ chunks: [[UInt8]]) -> [UpgradeAction] {
+        let whole = feed(chunks, byteByByte: false)
+        #expect(whole == feed(chunks, byteByByte: true))
+        return whole
+    }
+
+    static func reply(id: [UInt8] = [0x7f, 0xff, 0xff, 0xff], code: UInt8 = 0, diag: String = "", extra: [UInt8] = []) -> [UInt8] {
+        let fields = BER.encode(0x0a, [code]) + BER.encode(0x04, []) + BER.encode(0x04, Array(diag.utf8)) + extra
+        return BER.encode(0x30, BER.encode(0x02, id) + BER.encode(0x78, fields))
+    }
+
+    @Test func requestIsTheStartTLSExtendedOperation() {
+        var machine = make()
+        let expected: [UInt8] = [0x30, 0x20, 0x02, 0x04, 0x7f, 0xff, 0xff, 0xff, 0x77, 0x18, 0x80, 0x16] + Array("1.3.6.1.4.1.1466.20037".utf8)
+        #expect(machine.start() == .send(expected))
+    }
+
+    @Test func success() {
+        #expect(Self.both([Self.reply()]) == [.send(LDAPUpgrade.request), .startTLS])
+        // With a responseName, as OpenLDAP sends it.
+        let named = Self.reply(extra: BER.encode(0x8a, Array("1.3.6.1.4.1.1466.20037".utf8)))
+        #expect(Self.both([named]).last == .startTLS)
+    }
+
+    @Test func refusals() {
+        #expect(Self.both([Self.reply(code: 2, diag: "unsupported extended operation")]).last
+            == .refuse("the server refused StartTLS: resultCode 2 (protocolError) \"unsupported extended operation\""))
+        #expect(Self.both([Self.reply(code: 52, diag: "Could not initialize TLS")]).last
+            == .refuse("the server refused StartTLS: resultCode 52 (unavailable) \"Could not initialize TLS\""))
+        let notice = Self.reply(id: [0], code: 52, diag: "bye", extra: BER.encode(0x8a, Array("1.3.6.1.4.1.1466.20036".utf8)))
+        #expect(Self.both([notice]).last == .refuse("the server sent a notice of disconnection: resultCode 52 \"bye\""))
+        #expect(Self.both([Self.reply(id: [5])]).last == .refuse("the server answered message ID 5, not 2147483647"))
+    }
+
+    @Test func malformed() {
+        #expect(Self.both([[0x31, 0x00]]).last == .refuse("the server's answer is not an LDAPMessage (tag 0x31)"))
+        #expect(Self.both([[0x30, 0x80, 0x00, 0x00]]).last == .refuse("the server's answer is malformed BER: indefinite length"))
+        #expect(Self.both([[0x30, 0x85, 1, 1, 1, 1, 1]]).last == .refuse("the server's answer is malformed BER: a length of 5 bytes"))
+        #expect(Self.both([[0x30, 0x03, 0x04, 0x01, 0x00]]).last == .refuse("the server's answer has no messageID"))
+        #expect(Self.both([[0x30, 0x05, 0x02, 0x01, 0x01, 0x61, 0x00]]).last
+            == .refuse("the server's answer is not an ExtendedResponse (tag 0x61)"))
+        #expect(Self.both([[0x30, 0x03, 0x02, 0x01, 0xff]]).last == .refuse("the server's answer is malformed BER: a negative integer"))
+        // An inner length that runs past its container.
+        #expect(Self.both([[0x30, 0x04, 0x02, 0x05, 0x01, 0x02]]).last == .refuse("the server's answer is malformed BER: an element runs past the end of its message"))
+        // Unasked bytes after the answer (they would be taken as TLS input).
+        #expect(Self.feed([Self.reply() + [0x16]], byteByByte: false).last
+            == .refuse("the server sent more than its answer, unasked (1 bytes), before TLS"))
+    }
+
+    @Test func oversizedAndTruncated() {
+        #expect(Self.both([[0x30, 0x83, 0x01, 0x00, 0x00]]).last
+            == .refuse("the server's answer is malformed BER: an element of 65536 bytes (limit 16384)"))
+        #expect(Self.both([Array(Self.reply().dropLast(3))]) == [.send(LDAPUpgrade.request), .needMore])
+        #expect(Self.both([[0x30]]) == [.send(LDAPUpgrade.request), .needMore])
+    }
+
+    @Test func noticeForTheClientIsWellFormed() throws {
+        let notice = LDAPUpgrade.noticeOfDisconnection(String(repeating: "x", count: 300))
+        let outer = try BER.read(notice, at: 0, limit: 1000)
+        #expect(outer.tag == 0x30 && outer.end == notice.count)
+        var machine = LDAPUpgrade()
+        _ = machine.start()
+        #expect(machine.receive(notice) == .refuse("the server sent a notice of disconnection: resultCode 52 \"" + String(repeating: "x", count: 160) + "…\""))
+    }
+}

@@ -13,6 +13,7 @@ public struct StartTLSUpgrade: Sendable {
         case .smtp: machine = SMTPUpgrade(ehloName: ehloName)
         case .imap: machine = IMAPUpgrade()
         case .pop3: machine = POP3Upgrade()
+        case .ldap: machine = LDAPUpgrade()
         }
     }
 
@@ -28,6 +29,7 @@ public struct StartTLSUpgrade: Sendable {
         case .smtp: return Array("220 \(name) ESMTP ready (tlsgate: TLS to the server verified)\r\n".utf8)
         case .imap: return Array("* OK IMAP server \(name) ready (tlsgate: TLS to the server verified)\r\n".utf8)
         case .pop3: return Array("+OK POP3 server \(name) ready (tlsgate: TLS to the server verified)\r\n".utf8)
+        case .ldap: return nil  // the client speaks first; its held request follows inside TLS
         }
     }
 
@@ -39,6 +41,7 @@ public struct StartTLSUpgrade: Sendable {
         case .smtp: return Array("421 4.7.0 \(text)\r\n".utf8)
         case .imap: return Array("* BYE \(text)\r\n".utf8)
         case .pop3: return Array("-ERR \(text)\r\n".utf8)
+        case .ldap: return LDAPUpgrade.noticeOfDisconnection(text)
         }
     }
 }
