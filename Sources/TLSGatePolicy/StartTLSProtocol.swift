@@ -9,6 +9,9 @@ public enum StartTLSProtocol: String, Sendable, Hashable, Codable, CaseIterable 
     case pop3
     /// LDAP StartTLS extended operation (RFC 4511 §4.14): port 389.
     case ldap
+    /// PostgreSQL SSLRequest (protocol 3): port 5432. The client's own SSLRequest or
+    /// GSSENCRequest is answered "N" by the gateway.
+    case postgres
 
     /// The match ports this protocol usually runs on: any other gets a warning from `check`.
     public var usualPorts: [UInt16] {
@@ -17,9 +20,10 @@ public enum StartTLSProtocol: String, Sendable, Hashable, Codable, CaseIterable 
         case .imap: return [143]
         case .pop3: return [110]
         case .ldap: return [389]
+        case .postgres: return [5432]
         }
     }
 
     /// "SMTP", "IMAP", "POP3": how messages name the protocol.
-    public var displayName: String { rawValue.uppercased() }
+    public var displayName: String { self == .postgres ? "PostgreSQL" : rawValue.uppercased() }
 }

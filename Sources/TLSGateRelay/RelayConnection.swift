@@ -96,6 +96,15 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             guard machine.checked(allowed: true) == .connect else { return }
             if case .httpHost = shared.policy.upstream.serverName {
                 sniffHost()
+            } else if shared.policy.upstream.starttls == .postgres {
+                // The client's SSLRequest is answered "N" here; its startup message is held.
+                do {
+                    try client.pipeline.syncOperations.addHandler(PostgresClientHandler(), position: .first)
+                } catch {
+                    abort(.clientError, "cannot set up the connection: \(error)")
+                    return
+                }
+                connect()
             } else {
                 connect()
             }

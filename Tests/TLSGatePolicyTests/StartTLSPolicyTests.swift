@@ -19,7 +19,7 @@ import Testing
     }
 
     @Test func everyProtocolIsAcceptedOnItsSamePort() throws {
-        for (name, port) in [("smtp", 25), ("smtp", 587), ("imap", 143), ("pop3", 110), ("ldap", 389), ("SMTP", 25)] {
+        for (name, port) in [("smtp", 25), ("smtp", 587), ("imap", 143), ("pop3", 110), ("ldap", 389), ("postgres", 5432), ("SMTP", 25)] {
             let text = policy(matchPort: port, upstreamPort: port, "starttls = \"\(name)\"")
             #expect(try diagnostics(text) == [], "\(name)")
             let directory = try Fixtures.folder(["p.toml": text])
@@ -38,10 +38,10 @@ import Testing
 
     @Test func unknownProtocolIsAnErrorNamingTheChoices() throws {
         #expect(try diagnostics(policy("starttls = \"xmpp\"")) == [
-            "p.toml:8: starttls \"xmpp\" is not a protocol tlsgate can upgrade; use one of \"smtp\", \"imap\", \"pop3\", \"ldap\", or remove the key for direct TLS"
+            "p.toml:8: starttls \"xmpp\" is not a protocol tlsgate can upgrade; use one of \"smtp\", \"imap\", \"pop3\", \"ldap\", \"postgres\", or remove the key for direct TLS"
         ])
         #expect(try diagnostics(policy("starttls = true")) == [
-            "p.toml:8: starttls must be a string (one of \"smtp\", \"imap\", \"pop3\", \"ldap\"), got a boolean"
+            "p.toml:8: starttls must be a string (one of \"smtp\", \"imap\", \"pop3\", \"ldap\", \"postgres\"), got a boolean"
         ])
     }
 

@@ -293,3 +293,78 @@ private func refusal(_ actions: [UpgradeAction]) -> String? {
         #expect(machine.receive(notice) == .refuse("the server sent a notice of disconnection: resultCode 52 \"" + String(repeating: "x", count: 160) + "…\""))
     }
 }
+
+@Suite struct PostgresUpgradeTests {
+    @Test func sslRequestThenS() {
+        var machine = PostgresUpgrade()
+        #expect(machine.start() == .send([0, 0, 0, 8, 4, 210, 22, 47]))
+        #expect(machine.receive([]) == .needMore)
+        #expect(machine.receive(Array("S".utf8)) == .startTLS)
+        #expect(machine.receive([0x16]) == .refuse("the server sent data after its SSLRequest answer, before the TLS handshake"))
+    }
+
+    @Test func refusalsAndMalformed() {
+        func answer(_ bytes: [UInt8]) -> UpgradeAction {
+            var machine = PostgresUpgrade()
+            _ = machine.start()
+            return machine.receive(bytes)
+        }
+        #expect(answer(Array("N".utf8)) == .refuse("the server does not accept TLS (it answered SSLRequest with N)"))
+        #expect(answer(Array("S".utf8) + [0x16, 3]) == .refuse("the server sent more than its answer, unasked (2 bytes), before TLS"))
+        #expect(answer([0x48]) == .refuse("the server's answer to SSLRequest is not S or N (0x48)"))
+        let error = PostgresUpgrade.errorResponse("no")
+        if case .refuse(let why) = answer(error) { #expect(why.hasPrefix("the server answered SSLRequest with an error")) } else { Issue.record("no refusal") }
+    }
+
+    @Test func errorResponseIsWellFormed() {
+        let e = PostgresUpgrade.errorResponse("tlsgate: policy p: r: d")
+        #expect(e.first == UInt8(ascii: "E"))
+        let length = Int(e[1]) << 24 | Int(e[2]) << 16 | Int(e[3]) << 8 | Int(e[4])
+        #expect(length == e.count - 1)
+        #expect(e.last == 0)
+        #expect(String(decoding: e, as: UTF8.self).contains("M" + "tlsgate: policy p: r: d"))
+    }
+}
+
+@Suite struct PostgresClientPreambleTests {
+    let startup: [UInt8] = [0, 0, 0, 9, 0, 3, 0, 0, 0]
+
+    @Test func sslRequestAnsweredNThenStartupPassed() {
+        for byteByByte in [false, true] {
+            var p = PostgresClientPreamble()
+            var actions: [PostgresClientPreamble.Action] = []
+            let input = [PostgresUpgrade.sslRequest, startup]
+            for chunk in input {
+                if byteByByte {
+                    for byte in chunk {
+                        let a = p.receive([byte])
+                        if a != .needMore { actions.append(a) }
+                    }
+                } else {
+                    actions.append(p.receive(chunk))
+                }
+            }
+            let passed = actions.compactMap { if case .pass(let b) = $0 { return b } else { return nil } }.flatMap { $0 }
+            #expect(actions.first == .answer(Array("N".utf8)))
+            #expect(passed == startup, "byteByByte \(byteByByte)")
+        }
+    }
+
+    @Test func gssThenSSLThenStartup() {
+        var p = PostgresClientPreamble()
+        #expect(p.receive(PostgresUpgrade.gssEncRequest) == .answer(Array("N".utf8)))
+        #expect(p.receive(PostgresUpgrade.sslRequest) == .answer(Array("N".utf8)))
+        // A third request is not answered again: it goes on to the server like any bytes.
+        #expect(p.receive(PostgresUpgrade.sslRequest) == .pass(PostgresUpgrade.sslRequest))
+    }
+
+    @Test func plainStartupPassesAtOnceAndUnaskedBytesAreKept() {
+        var p = PostgresClientPreamble()
+        #expect(p.receive(startup) == .pass(startup))
+        #expect(p.receive([1, 2]) == .pass([1, 2]))
+        var q = PostgresClientPreamble()
+        #expect(q.receive(PostgresUpgrade.sslRequest + [7]) == .pass([7]))
+        var r = PostgresClientPreamble()
+        #expect(r.receive([0, 0]) == .needMore)
+    }
+}

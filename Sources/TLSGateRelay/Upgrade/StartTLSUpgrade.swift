@@ -14,6 +14,7 @@ public struct StartTLSUpgrade: Sendable {
         case .imap: machine = IMAPUpgrade()
         case .pop3: machine = POP3Upgrade()
         case .ldap: machine = LDAPUpgrade()
+        case .postgres: machine = PostgresUpgrade()
         }
     }
 
@@ -29,7 +30,7 @@ public struct StartTLSUpgrade: Sendable {
         case .smtp: return Array("220 \(name) ESMTP ready (tlsgate: TLS to the server verified)\r\n".utf8)
         case .imap: return Array("* OK IMAP server \(name) ready (tlsgate: TLS to the server verified)\r\n".utf8)
         case .pop3: return Array("+OK POP3 server \(name) ready (tlsgate: TLS to the server verified)\r\n".utf8)
-        case .ldap: return nil  // the client speaks first; its held request follows inside TLS
+        case .ldap, .postgres: return nil  // the client speaks first; its held request follows inside TLS
         }
     }
 
@@ -42,6 +43,7 @@ public struct StartTLSUpgrade: Sendable {
         case .imap: return Array("* BYE \(text)\r\n".utf8)
         case .pop3: return Array("-ERR \(text)\r\n".utf8)
         case .ldap: return LDAPUpgrade.noticeOfDisconnection(text)
+        case .postgres: return PostgresUpgrade.errorResponse(text)
         }
     }
 }
