@@ -205,3 +205,22 @@ def test_starttls_probe_shows_the_upgrade_needs_root(lab, pki, mail, worker_bin,
             assert r.returncode == 1, out + r.stderr
             assert "check upgrade: FAILED: " in out and "(starttls_refused)" in out, out
             assert "verdict: REFUSED: the server does not offer" in out, out
+
+
+def test_starttls_local_mode_same_port_does_not_loop_needs_root(lab, mail, gateway, gateway_dir, tmp_path):
+    """`local` mode intercepts the gateway host's own connections (nat output) except the
+    gateway account's: the worker's own 25 -> 25 upstream connection is not redirected back
+    into itself, and a local client's plain SMTP still goes out upgraded."""
+    import pwd
+    g = gateway({"smtp-local": policy(gateway_dir / "root.pem", GOOD, 25, "smtp")}, mode="local")
+    table = g.table()
+    assert "hook output" in table and "meta skuid != %d" % pwd.getpwnam("tlsgate").pw_uid in table, table
+    token = uuid.uuid4().hex[:12]
+    msg = tmp_path / "local.txt"
+    msg.write_text("Subject: %s\r\n\r\nbody %s\r\n" % (token, token))
+    r = lab.run(lab.gw, ["curl", "-v", "-sS", "--max-time", "20", "smtp://%s/gw.lab" % GOOD, "--mail-from",
+                         "root@gw.lab.test", "--mail-rcpt", "alice@lab.test", "-T", msg], timeout=30, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "< 220 good.test ESMTP ready (tlsgate: TLS to the server verified)" in r.stderr, r.stderr
+    recs = g.wait_records("connection closed", 1, policy="smtp-local")
+    assert len(recs) == 1 and recs[0]["reason"] == "completed" and recs[0]["tls_version"].startswith("TLSv1."), recs

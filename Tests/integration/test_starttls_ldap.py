@@ -171,3 +171,17 @@ def test_starttls_ldap_refusal_is_a_notice_of_disconnection_needs_root(lab, slap
     assert b"\x02\x01\x00\x78" in got and b"\x0a\x01\x34" in got, got
     assert b"1.3.6.1.4.1.1466.20036" in got, got
     assert ("tlsgate: policy ldap-%s: %s" % (server, reason)).encode() in got, got
+
+
+def test_starttls_ldap_probe_shows_the_upgrade_needs_root(lab, pki, slapd, worker_bin, tmp_path):
+    for addr, ok in ((GOOD, True), (NOTLS, False)):
+        p = tmp_path / ("ldap-%s.toml" % addr)
+        p.write_text(policy(pki / "root.pem", addr))
+        r = lab.run(lab.gw, [worker_bin, "probe", "--policy", p], check=False, timeout=60)
+        assert 'upgrade: LDAP (starttls = "ldap")' in r.stdout, r.stdout + r.stderr
+        assert "C: ExtendedRequest StartTLS (1.3.6.1.4.1.1466.20037), messageID 2147483647" in r.stdout, r.stdout
+        if ok:
+            assert r.returncode == 0 and "S: ExtendedResponse messageID 2147483647, resultCode 0" in r.stdout, r.stdout
+            assert "verdict: ACCEPTED" in r.stdout, r.stdout
+        else:
+            assert r.returncode == 1 and "(starttls_refused)" in r.stdout, r.stdout

@@ -129,3 +129,15 @@ def test_starttls_postgres_refusal_is_an_error_response_needs_root(lab, postgres
     assert "FATAL:  tlsgate: policy pg-%s: %s: %s" % (server, reason, detail) in r.stderr, r.stderr
     recs = g.wait_records("connection closed", 1, policy="pg-%s" % server)
     assert recs[-1]["reason"] == reason and detail in recs[-1]["detail"], recs
+
+
+def test_starttls_postgres_probe_shows_the_upgrade_needs_root(lab, pki, postgres, worker_bin, tmp_path):
+    for addr, ok in ((GOOD, True), (NOTLS, False)):
+        p = tmp_path / ("pg-%s.toml" % addr)
+        p.write_text(policy(pki / "root.pem", addr))
+        r = lab.run(lab.gw, [worker_bin, "probe", "--policy", p], check=False, timeout=60)
+        assert 'upgrade: PostgreSQL (starttls = "postgres")' in r.stdout and "C: SSLRequest" in r.stdout, r.stdout + r.stderr
+        if ok:
+            assert r.returncode == 0 and "S: S (TLS accepted)" in r.stdout and "verdict: ACCEPTED" in r.stdout, r.stdout
+        else:
+            assert r.returncode == 1 and "S: N" in r.stdout and "(starttls_refused)" in r.stdout, r.stdout
