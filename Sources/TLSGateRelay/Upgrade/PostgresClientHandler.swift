@@ -20,6 +20,11 @@ final class PostgresClientHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Once the startup message went on, everything passes untouched (no copy).
+        guard !preamble.done else {
+            context.fireChannelRead(data)
+            return
+        }
         let buffer = unwrapInboundIn(data)
         switch preamble.receive(Array(buffer.readableBytesView)) {
         case .needMore:
