@@ -18,6 +18,16 @@ PACKAGES=(
   python3           # the integration test harness
   python3-pytest    # runs the integration tests
   procps            # ps/pgrep-free checks read /proc, but keep ps for operators
+  # Real servers and clients for the protocol-upgrade (starttls) tests. Each test starts
+  # its own instance with its own config and data dir in the lab; never a system service.
+  postfix           # SMTP with STARTTLS
+  dovecot-imapd     # IMAP with STARTTLS
+  dovecot-pop3d     # POP3 with STLS
+  slapd             # LDAP with StartTLS
+  ldap-utils        # ldapsearch
+  postgresql        # PostgreSQL (SSLRequest)
+  mariadb-server    # MySQL protocol (CLIENT_SSL)
+  mariadb-client    # the mariadb command-line client
 )
 
 missing=()
@@ -32,10 +42,28 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   echo "setup.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # No package may start (or fail to start) its service during the install: the tests run
+  # their own instances. A policy-rc.d that says 101 blocks every invoke-rc.d start; one
+  # that was already there (containers ship one) is left as it was.
+  own_policy_rc=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# tlsgate setup.sh: no service starts during apt install\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    own_policy_rc=1
+  fi
+  trap '[ "$own_policy_rc" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+  # Answers for the packages that would ask: postfix unconfigured, slapd without a database.
+  debconf-set-selections <<'SEL'
+postfix postfix/main_mailer_type select No configuration
+postfix postfix/mailname string tlsgate-lab.invalid
+slapd slapd/no_configuration boolean true
+SEL
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
   # nginx is started by hand in the lab; never leave the distribution's instance running
-  if systemctl is-active --quiet nginx 2>/dev/null; then systemctl stop nginx || true; fi
+  for unit in nginx postfix dovecot slapd postgresql mariadb; do
+    if systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl stop "$unit" || true; fi
+  done
 fi
 
 if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then

@@ -47,7 +47,15 @@ struct PolicyFileDecoder {
         let limits = decodeLimits()
         let firewall = decodeFirewall()
 
-        if let match, let upstream, match.port == upstream.port, let line = value("upstream", "port")?.line {
+        if let match, let upstream, let starttls = upstream.starttls, !starttls.usualPorts.contains(match.port),
+            let line = value("upstream", "starttls")?.line
+        {
+            let ports = starttls.usualPorts.map(String.init).joined(separator: ", ")
+            warning(line, "starttls = \"\(starttls.rawValue)\" usually runs on port \(ports), but match port is \(match.port)")
+        }
+        if let match, let upstream, upstream.starttls == nil, match.port == upstream.port,
+            let line = value("upstream", "port")?.line
+        {
             warning(line, "upstream port \(upstream.port) is also the match port: clients dialing it probably speak TLS already")
         }
         if let match, let upstream, upstream.onFailure == .http502, !UpstreamRule.httpPorts.contains(match.port),
@@ -214,12 +222,35 @@ struct PolicyFileDecoder {
                 warning(value.line, "\(key) only applies to server_name = \"http-host\"; it is ignored here")
             }
         }
+        var starttls: StartTLSProtocol?
+        if let value = value("upstream", "starttls") {
+            let names = StartTLSProtocol.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+            if let text = value.stringValue {
+                if let chosen = StartTLSProtocol(rawValue: text.lowercased()) {
+                    starttls = chosen
+                } else {
+                    error(value.line, "starttls \(quoted(text)) is not a protocol tlsgate can upgrade; use one of \(names), or remove the key for direct TLS")
+                    ok = false
+                }
+            } else {
+                error(value.line, "starttls must be a string (one of \(names)), got \(value.typeDescription)")
+                ok = false
+            }
+            if let chosen = starttls, serverName == .httpHost {
+                error(value.line, "starttls = \"\(chosen.rawValue)\" cannot be used with server_name = \"http-host\" (that is for HTTP): set the server's name")
+                ok = false
+            }
+            if let chosen = starttls, onFailure == .http502, let failure = self.value("upstream", "on_failure") {
+                error(failure.line, "on_failure = \"http-502\" answers in HTTP, but this policy speaks \(chosen.displayName): use \"close\" (the client gets the protocol's own refusal) or \"reset\"")
+                ok = false
+            }
+        }
         guard ok, let port, let serverName, let timeout, let onFailure, let headerTimeout, let maxHeaderBytes else {
             return nil
         }
         return UpstreamRule(
             port: port, serverName: serverName, connectTimeout: timeout, allowedNames: allowedNames,
-            onFailure: onFailure, hostHeaderTimeout: headerTimeout, maxHeaderBytes: maxHeaderBytes)
+            onFailure: onFailure, hostHeaderTimeout: headerTimeout, maxHeaderBytes: maxHeaderBytes, starttls: starttls)
     }
 
     // MARK: - [tls]

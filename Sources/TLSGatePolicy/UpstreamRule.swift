@@ -15,6 +15,9 @@ public struct UpstreamRule: Sendable, Hashable, Codable {
     public let hostHeaderTimeout: TimeSpan
     /// `max_header_bytes`: http-host only; the largest request head read. Default 8192, 512...65536.
     public let maxHeaderBytes: Int
+    /// `starttls`: the protocol whose own upgrade the gateway speaks on the server's plain
+    /// port before TLS (`upstream.port` may then equal `match.port`). nil: direct TLS.
+    public let starttls: StartTLSProtocol?
 
     public enum FailureAction: String, Sendable, Hashable, Codable, CaseIterable {
         /// Close the client's connection (default).
@@ -39,8 +42,10 @@ public struct UpstreamRule: Sendable, Hashable, Codable {
     public init(
         port: UInt16, serverName: ServerName, connectTimeout: TimeSpan = defaultConnectTimeout,
         allowedNames: [String] = [], onFailure: FailureAction = .close,
-        hostHeaderTimeout: TimeSpan = defaultHostHeaderTimeout, maxHeaderBytes: Int = defaultMaxHeaderBytes
+        hostHeaderTimeout: TimeSpan = defaultHostHeaderTimeout, maxHeaderBytes: Int = defaultMaxHeaderBytes,
+        starttls: StartTLSProtocol? = nil
     ) {
+        self.starttls = starttls
         self.port = port
         self.serverName = serverName
         self.connectTimeout = connectTimeout

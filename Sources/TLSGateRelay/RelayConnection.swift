@@ -34,6 +34,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     /// the connection's `max_connections` slot, and a client that goes away closes it.
     private var pendingUpstream: Channel?
     private var connectPending = false
+    /// starttls: the plain-text exchange is over (the TLS handshake runs or ran).
+    private var upgradeFinished = false
     private var clientClosed = false
     private var upstreamClosed = false
     private var logged = false
@@ -94,6 +96,15 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             guard machine.checked(allowed: true) == .connect else { return }
             if case .httpHost = shared.policy.upstream.serverName {
                 sniffHost()
+            } else if shared.policy.upstream.starttls == .postgres {
+                // The client's SSLRequest is answered "N" here; its startup message is held.
+                do {
+                    try client.pipeline.syncOperations.addHandler(PostgresClientHandler(), position: .first)
+                } catch {
+                    abort(.clientError, "cannot set up the connection: \(error)")
+                    return
+                }
+                connect()
             } else {
                 connect()
             }
@@ -176,13 +187,24 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         guard reason.isUpstreamFailure, machine.reason == nil else { return }
         switch shared.policy.upstream.onFailure {
         case .close:
-            break
+            if let starttls = shared.policy.upstream.starttls {
+                respondInProtocol(starttls, reason, detail ?? "")
+            }
         case .reset:
             resetClient = true
         case .http502:
             resetClient = false
             respond(502, "Bad Gateway", "\(reason): \(detail ?? "")")
         }
+    }
+
+    /// starttls: the refusal in the protocol's own words (421, * BYE, -ERR) for a waiting client.
+    private func respondInProtocol(_ proto: StartTLSProtocol, _ reason: RelayReason, _ detail: String) {
+        guard clientResponse == nil else { return }
+        let text = StartTLSUpgrade.clientRefusal(proto, policy: shared.policy.name, reason: "\(reason)", detail: detail)
+        var buffer = client.allocator.buffer(capacity: text.count)
+        buffer.writeBytes(text)
+        clientResponse = buffer
     }
 
     private func refuse(_ reason: RelayReason, _ detail: String) {
@@ -219,7 +241,9 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             context: shared.tlsContext, identity: identity,
             sessionKey: "\(target.ipAddress ?? ""):\(target.port ?? 0)|\(identity)")
         let timeout = TimeAmount.milliseconds(policy.upstream.connectTimeout.milliseconds)
-        let handlers = NIOLoopBound((tlsHandler, glue), eventLoop: eventLoop)
+        // starttls: the plain-text upgrade comes first; it adds the TLS handler when done.
+        let first: ChannelHandler = policy.upstream.starttls.map { makeUpgradeHandler($0, tlsHandler: tlsHandler) } ?? tlsHandler
+        let handlers = NIOLoopBound((first, glue), eventLoop: eventLoop)
         connectPending = true
         ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
@@ -259,7 +283,22 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             channel.close(promise: nil)
             return
         }
-        // The handshake (and certificate check) gets the same time as the connect.
+        // The handshake (and certificate check) gets the same time as the connect; with
+        // starttls the plain-text exchange gets that time first, the handshake again after.
+        if let starttls = shared.policy.upstream.starttls, !upgradeFinished {
+            timer = eventLoop.scheduleTask(in: timeout) {
+                guard !self.upgradeFinished else { return }
+                self.abort(
+                    .starttlsTimeout,
+                    "no complete \(starttls.displayName) upgrade exchange within \(self.shared.policy.upstream.connectTimeout)")
+            }
+            return
+        }
+        scheduleHandshakeTimeout(timeout)
+    }
+
+    private func scheduleHandshakeTimeout(_ timeout: TimeAmount) {
+        timer?.cancel()
         timer = eventLoop.scheduleTask(in: timeout) {
             self.abort(.handshakeTimeout, "no TLS handshake within \(self.shared.policy.upstream.connectTimeout)")
         }
@@ -289,6 +328,25 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         abort(.connectFailed, "\(error)")
     }
 
+    // MARK: starttls
+
+    /// The handler that speaks `proto`'s upgrade on the upstream channel, then hands over
+    /// to `tlsHandler`. Its callbacks run on this connection's event loop.
+    private func makeUpgradeHandler(_ proto: StartTLSProtocol, tlsHandler: TLSClientHandler) -> StartTLSUpgradeHandler {
+        let tls = NIOLoopBound(tlsHandler, eventLoop: eventLoop)
+        return StartTLSUpgradeHandler(
+            proto, makeTLSHandler: { tls.value },
+            onUpgraded: { _ in
+                // The plain-text exchange is over: the handshake gets its own connect_timeout.
+                self.upgradeFinished = true
+                self.scheduleHandshakeTimeout(.milliseconds(self.shared.policy.upstream.connectTimeout.milliseconds))
+            },
+            onRefused: { why, _ in
+                self.upgradeFinished = true
+                self.abort(.starttlsRefused, why)
+            })
+    }
+
     // MARK: RelayEvents
 
     func handshakeCompleted(_ info: TLSHandshakeInfo) {
@@ -296,6 +354,14 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         tlsInfo = info
         timer?.cancel()
         lastActivity = .now()
+        // starttls: the client's greeting, made by the gateway now that the server is verified.
+        if let starttls = shared.policy.upstream.starttls, let identity,
+            let greeting = StartTLSUpgrade.clientGreeting(starttls, server: "\(identity)")
+        {
+            var buffer = client.allocator.buffer(capacity: greeting.count)
+            buffer.writeBytes(greeting)
+            client.writeAndFlush(buffer, promise: nil)
+        }
         // Replays what the client sent before the server was verified, half-close included.
         GlueHandler.join(clientGlue, upstreamGlue)
         guard machine.isRelaying else { return }

@@ -23,6 +23,8 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
         case badRequest = "bad_request"
         case hostNotAllowed = "host_not_allowed"
         case hostHeaderTimeout = "host_header_timeout"
+        case starttlsRefused = "starttls_refused"
+        case starttlsTimeout = "starttls_timeout"
         case shutdown
     }
     private let base: Base
@@ -51,6 +53,11 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
     public static let hostNotAllowed = RelayReason(.hostNotAllowed)
     /// http-host: no whole request head within host_header_timeout (408).
     public static let hostHeaderTimeout = RelayReason(.hostHeaderTimeout)
+    /// starttls: the server did not offer or refused the protocol's upgrade, or its
+    /// plain-text answer was malformed, oversized or came unasked.
+    public static let starttlsRefused = RelayReason(.starttlsRefused)
+    /// starttls: the plain-text upgrade exchange did not finish within connect_timeout.
+    public static let starttlsTimeout = RelayReason(.starttlsTimeout)
     public static let shutdown = RelayReason(.shutdown)
 
     public var description: String { base.rawValue }
@@ -71,7 +78,10 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
 extension RelayReason {
     /// Whether the upstream side failed (connect or TLS): what `on_failure` applies to.
     var isUpstreamFailure: Bool {
-        [.connectTimeout, .connectRefused, .connectFailed, .tlsVerifyFailed, .tlsHandshakeFailed, .handshakeTimeout]
+        [
+            .connectTimeout, .connectRefused, .connectFailed, .tlsVerifyFailed, .tlsHandshakeFailed, .handshakeTimeout,
+            .starttlsRefused, .starttlsTimeout,
+        ]
             .contains(self)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import TLSGatePolicy
@@ -76,6 +77,7 @@ struct ProbeCommand: ParsableCommand {
         defer { try? group.syncShutdownGracefully() }
         let outcome = group.next().makePromise(of: TLSHandshakeInfo.self)
         let timeout = TimeAmount.milliseconds(loaded.upstream.connectTimeout.milliseconds)
+        let transcript = NIOLockedValueBox<[String]>([])
         let result: Result<TLSHandshakeInfo, Error>
         do {
             let socketAddress = try SocketAddress(ipAddress: target, port: port)
@@ -84,8 +86,20 @@ struct ProbeCommand: ParsableCommand {
                 .channelOption(.allowRemoteHalfClosure, value: true)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            TLSClientHandler(context: context, identity: identity, sessionKey: "probe"))
+                        if let proto = loaded.upstream.starttls {
+                            // The same upgrade a worker speaks, then TLS.
+                            try channel.pipeline.syncOperations.addHandler(StartTLSUpgradeHandler(
+                                proto,
+                                makeTLSHandler: { TLSClientHandler(context: context, identity: identity, sessionKey: "probe") },
+                                onUpgraded: { steps in transcript.withLockedValue { $0 = steps } },
+                                onRefused: { why, steps in
+                                    transcript.withLockedValue { $0 = steps }
+                                    outcome.fail(ProbeUpgradeRefused(detail: why))
+                                }))
+                        } else {
+                            try channel.pipeline.syncOperations.addHandler(
+                                TLSClientHandler(context: context, identity: identity, sessionKey: "probe"))
+                        }
                         try channel.pipeline.syncOperations.addHandler(ProbeHandler(outcome: outcome))
                     }
                 }
@@ -95,6 +109,10 @@ struct ProbeCommand: ParsableCommand {
             }
             result = Result { try outcome.futureResult.wait() }
             channel.close(promise: nil)
+            if let proto = loaded.upstream.starttls {
+                print("upgrade: \(proto.displayName) (starttls = \"\(proto.rawValue)\")")
+                for step in transcript.withLockedValue({ $0 }) { print("  \(step)") }
+            }
         } catch {
             outcome.fail(error)  // never left pending: a leaked promise traps in debug builds
             result = .failure(error)
@@ -175,6 +193,11 @@ struct ProbeCommand: ParsableCommand {
             }
             print("verdict: ACCEPTED")
         case .failure(let error):
+            if let refused = error as? ProbeUpgradeRefused {
+                print("check upgrade: FAILED: \(refused.detail) (\(RelayReason.starttlsRefused))")
+                print("verdict: REFUSED: \(refused.detail)")
+                throw ExitCode(1)
+            }
             if let tls = error as? TLSError {
                 if let cert = tls.peerCertificate { printChain([cert]) }
                 let what = tls.kind == .verificationFailed ? "certificate" : "handshake"
@@ -205,6 +228,11 @@ struct ProbeCommand: ParsableCommand {
     private func printChecks(_ checks: [(String, String)]) {
         for (name, verdict) in checks { print("check \(name): \(verdict)") }
     }
+}
+
+/// The server could not be upgraded (starttls): why, as a worker logs it.
+struct ProbeUpgradeRefused: Error {
+    let detail: String
 }
 
 /// Collects the handshake's outcome.

@@ -68,9 +68,13 @@ func diagnostics(_ text: String, name: String = "p.toml", extraFiles: [String: S
     @Test func shippedExamplesPass() {
         let result = PolicyLoader.loadDirectory(Fixtures.shippedPolicies)
         #expect(result.diagnosticLines == [])
-        #expect(result.policies.map(\.name) == ["http-example", "imap-example", "ldap-example", "mqtt-example"])
-        #expect(result.policies.map(\.match.port) == [80, 143, 389, 1883])
-        #expect(result.policies.map(\.upstream.port) == [443, 993, 636, 8883])
+        #expect(result.policies.map(\.name) == [
+            "http-example", "imap-example", "imap-starttls", "ldap-example", "ldap-starttls", "mqtt-example",
+            "pop3-starttls", "postgres-starttls", "smtp-starttls",
+        ])
+        #expect(result.policies.map(\.match.port) == [80, 143, 143, 389, 389, 1883, 110, 5432, 25])
+        #expect(result.policies.map(\.upstream.port) == [443, 993, 143, 636, 389, 8883, 110, 5432, 25])
+        #expect(result.policies.map(\.upstream.starttls) == [nil, nil, .imap, nil, .ldap, nil, .pop3, .postgres, .smtp])
     }
 
     /// Every error in the broken folder, in order, as `tlsgate check` prints them.

@@ -3,11 +3,16 @@ import Testing
 
 @testable import TLSGatePolicy
 
+private func text(_ policies: [Policy]) -> String {
+    String(decoding: (try? JSONEncoder().encode(policies)) ?? Data(), as: UTF8.self)
+}
+
 @Suite struct PolicyModelTests {
     @Test func codableRoundTrip() throws {
         let result = PolicyLoader.loadDirectory(Fixtures.valid)
         let policies = result.policies + PolicyLoader.loadDirectory(Fixtures.shippedPolicies).policies
-        #expect(policies.count == 6)
+        #expect(policies.count == 11)
+        #expect(text(policies).contains(#""starttls":"postgres""#))
         let json = try JSONEncoder().encode(policies)
         let decoded = try JSONDecoder().decode([Policy].self, from: json)
         #expect(decoded == policies)

@@ -530,7 +530,8 @@ import Testing
         match: MatchRule(networks: [IPNetwork("203.0.113.0/24")!, IPNetwork("2001:db8::/32")!], hosts: ["a.example"], port: 80),
         upstream: UpstreamRule(
             port: 443, serverName: .httpHost, connectTimeout: .seconds(2), allowedNames: ["a.example", "*.b.example"],
-            onFailure: .http502, hostHeaderTimeout: TimeSpan(milliseconds: 250), maxHeaderBytes: 1024),
+            onFailure: .http502, hostHeaderTimeout: TimeSpan(milliseconds: 250), maxHeaderBytes: 1024,
+            starttls: .smtp),
         tls: TLSRule(
             trustSystem: false, caFiles: ["/ca.pem"], minVersion: .tls1_1, maxVersion: .tls1_3, verifyDepth: 3,
             acceptedNames: ["*.c.example", "192.0.2.1"], pins: [pinA, pinB], pinOnly: true, crlFiles: ["/crl.pem"],
@@ -557,7 +558,7 @@ import Testing
         let text = String(decoding: json, as: UTF8.self)
         for fragment in [
             #""onFailure":"http-502""#, #""ocsp":"require-stapled""#, #""minVersion":"1.1""#, #""pinOnly":true"#,
-            #""alpnRequired":true"#, #""verifyDepth":3"#, #""maxHeaderBytes":1024"#,
+            #""alpnRequired":true"#, #""verifyDepth":3"#, #""maxHeaderBytes":1024"#, #""starttls":"smtp""#,
         ] {
             #expect(text.contains(fragment), "\(fragment)")
         }
@@ -570,6 +571,7 @@ import Testing
         let upstream = UpstreamRule(port: 443, serverName: .fixed("a.example"), connectTimeout: .seconds(1))
         #expect(upstream.allowedNames == [] && upstream.onFailure == .close)
         #expect(upstream.hostHeaderTimeout == .seconds(5) && upstream.maxHeaderBytes == 8192)
+        #expect(upstream.starttls == nil)
         let tls = TLSRule(trustSystem: false, caFiles: ["/ca.pem"], minVersion: .tls1_3, maxVersion: nil)
         #expect(tls.verifyDepth == 10 && tls.ocsp == .off && tls.pins == [] && !tls.pinOnly && tls.alpn == [])
     }
@@ -577,7 +579,7 @@ import Testing
     // MARK: - Summary
 
     @Test func summaryLineShowsTheKnobs() {
-        #expect(Self.everything.summaryLine() == "all  match 203.0.113.0/24,2001:db8::/32,a.example port 80 -> upstream port 443, name from HTTP Host (allowed: a.example,*.b.example), pin-only, TLS 1.1-1.3 (legacy), pins 2, crl 1, ocsp require-stapled, accepted names 2, verify depth 3, mTLS, alpn h2,http/1.1 (required), on failure http-502, deny direct")
+        #expect(Self.everything.summaryLine() == "all  match 203.0.113.0/24,2001:db8::/32,a.example port 80 -> upstream port 443 via SMTP STARTTLS, name from HTTP Host (allowed: a.example,*.b.example), pin-only, TLS 1.1-1.3 (legacy), pins 2, crl 1, ocsp require-stapled, accepted names 2, verify depth 3, mTLS, alpn h2,http/1.1 (required), on failure http-502, deny direct")
 
         let base = Policy(
             name: "p", sourcePath: "p.toml", match: MatchRule(networks: [IPNetwork("192.0.2.0/24")!], hosts: [], port: 80),

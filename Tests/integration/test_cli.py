@@ -270,6 +270,7 @@ POLICY_SAMPLES = {
     ("upstream", "port"): "443",
     ("upstream", "server_name"): '"good.test"',
     ("upstream", "allowed_names"): '["good.test"]',
+    ("upstream", "starttls"): '"smtp"',
     ("tls", "accepted_names"): '["other.test"]',
     ("tls", "pins"): '["%s"]' % PIN,
     ("tls", "crl"): '"crl.pem"',
