@@ -82,6 +82,7 @@ let package = Package(
         ),
         .testTarget(name: "TLSGatePolicyTests", dependencies: ["TLSGatePolicy"], exclude: ["Fixtures"]),
         .testTarget(name: "TLSGateFirewallTests", dependencies: ["TLSGateFirewall"]),
+        .testTarget(name: "TLSGateSystemTests", dependencies: ["TLSGateSystem"]),
         // The executable's own pieces (the log handler), through @testable import.
         .testTarget(
             name: "tlsgateTests",
