@@ -85,7 +85,7 @@ struct ProbeCommand: ParsableCommand {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            TLSClientHandler(context: context, identity: identity, sessionKey: "probe"))
+                            TLSClientHandler(context: context, identity: identity, sessionKey: "probe", reportsPeerChain: true))
                         try channel.pipeline.syncOperations.addHandler(ProbeHandler(outcome: outcome))
                     }
                 }
