@@ -430,14 +430,17 @@ measure_idle() {  # one round: PSS before, with $CONNS kept-alive connections, p
 }
 
 measure_bulk() {  # one round: one download of /big
-  local u=$1 round=$2 r speed got code
+  local u=$1 round=$2 r speed got code c0 c1
+  c0=$(cpu_ticks "${UP_PIDS[@]}")
   r=$(load "$NS_C" curl -s -o /dev/null --max-time 120 "${CURL_TLS[@]}" \
         -w '%{speed_download} %{size_download} %{http_code}' "$(base_url "$u")/big" || true)
   read -r speed got code <<<"$r"
   if [ "${code:-}" != 200 ] || [ "${got:-0}" -ne $((SIZE_MIB * 1048576)) ]; then
     na "$u" "download $round: http ${code:-none}, ${got:-0} bytes"; return 0
   fi
+  c1=$(cpu_ticks "${UP_PIDS[@]}")
   put "$u" bulk "$(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }')"
+  [ "${#UP_PIDS[@]}" -eq 0 ] || put "$u" bulk-cpu "$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v m="$SIZE_MIB" 'BEGIN { printf "%.2f", (t / hz) / (m * 1.048576 / 1000) }')"
   log "download $round: $(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }') MB/s"
 }
 
@@ -527,7 +530,7 @@ run_upgrader() {  # run_upgrader ROW
     resumption on
   fi
   for round in $(wrk_rounds); do run_wrk "$u" ka "$round" /ka 64; done
-  settle "$u" rss kib bulk cps cps-p99 cps-res cps-cpu full full-res full-cpu ka ka-p99 ka-cpu
+  settle "$u" rss kib bulk bulk-cpu cps cps-p99 cps-res cps-cpu full full-res full-cpu ka ka-p99 ka-cpu
   if [ "$u" != direct ]; then
     log "RSS after all tests: $(rss_each "${UP_PIDS[@]}")"
     case "$u" in tlsgate*)
@@ -593,6 +596,7 @@ ka|keep-alive req/s (64 conns, 100 B)
 ka-p99|  keep-alive p99 ms (lower better)
 ka-cpu|  gateway CPU us per request
 bulk|bulk MB/s (one download)
+bulk-cpu|  gateway CPU s per GB
 kib|idle KiB PSS per connection (lower better)
 rss|RSS at rest MiB (lower better)
 ROWS
