@@ -24,9 +24,16 @@ let package = Package(
             name: "CTLSGateOpenSSL",
             dependencies: ["COpenSSL"]
         ),
-        // Linux specifics: SO_ORIGINAL_DST, prctl, libcap; every symbol prefixed tg_linux_.
+        // libseccomp (libseccomp-dev), found through pkg-config: the workers' syscall filter.
+        .systemLibrary(
+            name: "CSeccomp",
+            pkgConfig: "libseccomp",
+            providers: [.apt(["libseccomp-dev"])]
+        ),
+        // Linux specifics: SO_ORIGINAL_DST, prctl, libcap, seccomp; every symbol prefixed tg_linux_.
         .target(
             name: "CTLSGateLinux",
+            dependencies: ["CSeccomp"],
             linkerSettings: [.linkedLibrary("cap")]
         ),
         // Pure Swift: TOML reading, policy and config model, validation with exact messages.
@@ -82,6 +89,9 @@ let package = Package(
         ),
         .testTarget(name: "TLSGatePolicyTests", dependencies: ["TLSGatePolicy"], exclude: ["Fixtures"]),
         .testTarget(name: "TLSGateFirewallTests", dependencies: ["TLSGateFirewall"]),
+        // The worker table with a mock clock and no process; the control channel's messages.
+        .testTarget(name: "TLSGateSupervisorTests", dependencies: ["TLSGateSupervisor", "TLSGatePolicy"]),
+        // Spawning with explicit descriptors (real processes: /bin/sh).
         .testTarget(name: "TLSGateSystemTests", dependencies: ["TLSGateSystem"]),
         // The executable's own pieces (the log handler), through @testable import.
         .testTarget(

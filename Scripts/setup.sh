@@ -6,12 +6,15 @@ set -euo pipefail
 PACKAGES=(
   libssl-dev        # the TLS library tlsgate links (OpenSSL 3)
   libcap-dev        # capabilities instead of root
+  libseccomp-dev    # the workers' syscall allow-list
   pkg-config        # finds both of the above
   openssl           # the test PKI and test TLS servers
   nftables          # interception rules
   iproute2          # network namespaces for the lab
   nginx-light       # a real TLS server for the demo
   curl              # a real plain-HTTP client for the demo
+  wget              # a second real HTTP client (Tests/integration/test_real_clients.py)
+  binutils          # readelf/strip for the Debian package (Scripts/package-deb.sh)
   python3           # the integration test harness
   python3-pytest    # runs the integration tests
   procps            # ps/pgrep-free checks read /proc, but keep ps for operators

@@ -71,17 +71,32 @@ static int has_effective(cap_value_t value) {
 int tg_linux_caps_have_net_admin(void) { return has_effective(CAP_NET_ADMIN); }
 int tg_linux_caps_have_sys_admin(void) { return has_effective(CAP_SYS_ADMIN); }
 
+/* The ambient capabilities of the calling thread, as a bit mask (bit n = capability n). */
+static unsigned long long ambient_mask(void) {
+    unsigned long long mask = 0;
+    for (int c = 0; c <= CAP_LAST_CAP && c < 64; c++) {
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, (unsigned long)c, 0, 0) == 1) mask |= 1ULL << c;
+    }
+    return mask;
+}
+
 int tg_linux_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds) {
-    enum { TEMP_BASE = 200 };
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
+    /* Two steps, so that a source that is also a target (3 -> 4, 4 -> 3) is not lost. The
+       temporary numbers start above every source and every target, so no dup2 can
+       overwrite a source that is still to be copied (a control pipe at 200 stays intact). */
+    int temp_base = 3 + nfds;
+    for (int i = 0; i < nfds; i++) {
+        if (fds[i] < 0) { errno = EBADF; return -1; }
+        if (fds[i] + 1 > temp_base) temp_base = fds[i] + 1;
+    }
     int rc = posix_spawn_file_actions_init(&actions);
     if (rc != 0) { errno = rc; return -1; }
     rc = posix_spawnattr_init(&attr);
     if (rc != 0) { posix_spawn_file_actions_destroy(&actions); errno = rc; return -1; }
-    /* Two steps, so that a source that is also a target (3 -> 4, 4 -> 3) is not lost. */
-    for (int i = 0; i < nfds && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&actions, fds[i], TEMP_BASE + i);
-    for (int i = 0; i < nfds && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&actions, TEMP_BASE + i, 3 + i);
+    for (int i = 0; i < nfds && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&actions, fds[i], temp_base + i);
+    for (int i = 0; i < nfds && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&actions, temp_base + i, 3 + i);
     if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3 + nfds);
     sigset_t all, none;
     sigfillset(&all);
@@ -89,13 +104,49 @@ int tg_linux_spawn(const char *path, char *const argv[], char *const envp[], con
     if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &all);
     if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &none);
     if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    /* The child must start with no capability at all, not even for the instant before it
+       drops them: an exec keeps the ambient set, so it is cleared around the spawn.
+       Capabilities are per thread and the child is cloned from this thread, so only this
+       thread's set changes, and only for the duration of this call (the supervisor's
+       other threads, and the `nft`/`ip` tools it runs, keep CAP_NET_ADMIN ambient). */
+    unsigned long long ambient = ambient_mask();
+    if (rc == 0 && ambient != 0 && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) rc = errno;
     pid_t pid = -1;
     if (rc == 0) rc = posix_spawn(&pid, path, &actions, &attr, argv, envp);
+    int restore_failed = 0;
+    for (int c = 0; c <= CAP_LAST_CAP && c < 64; c++) {
+        if ((ambient >> c) & 1ULL) {
+            if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, (unsigned long)c, 0, 0) != 0) restore_failed = 1;
+        }
+    }
+    (void)restore_failed;  /* the supervisor's own effective set is untouched either way */
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) { errno = rc; return -1; }
     return (int)pid;
 }
+
+unsigned long long tg_linux_ambient_caps(void) { return ambient_mask(); }
+
+int tg_linux_caps_any_held(void) {
+    cap_t caps = cap_get_proc();
+    if (caps == NULL) return -1;
+    int held = 0;
+    for (cap_value_t c = 0; c <= CAP_LAST_CAP && !held; c++) {
+        if (!CAP_IS_SUPPORTED(c)) continue;
+        cap_flag_value_t p = CAP_CLEAR, e = CAP_CLEAR;
+        if (cap_get_flag(caps, c, CAP_PERMITTED, &p) == 0 && p == CAP_SET) held = 1;
+        if (cap_get_flag(caps, c, CAP_EFFECTIVE, &e) == 0 && e == CAP_SET) held = 1;
+    }
+    cap_free(caps);
+    if (!held && ambient_mask() != 0) held = 1;
+    return held;
+}
+
+int tg_linux_set_dumpable(int on) { return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0); }
+int tg_linux_get_dumpable(void) { return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0); }
+
+int tg_linux_socketpair_cloexec(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }
 
 int tg_linux_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
@@ -154,4 +205,82 @@ int tg_linux_affinity_cpu_count(void) {
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
     return CPU_COUNT(&set);
+}
+
+/* ---- the workers' syscall allow-list (libseccomp) ---- */
+
+#include <seccomp.h>
+#include <sched.h>
+
+/* What a worker does once its policy, TLS context and threads are set up: event loops
+   (epoll, eventfd, timerfd, futex), sockets (accept, connect, send, receive, options),
+   memory, time, randomness, signals to itself, and reading files (OpenSSL and the
+   runtime may open configuration read-only). Everything else kills the process:
+   no exec, no fork (only threads), no kill or ptrace of another process, no mount,
+   no setuid, no bpf, no opening a file for writing. */
+static const char *const worker_allowed[] = {
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "close", "close_range",
+    "fstat", "newfstatat", "statx", "stat", "lstat", "lseek", "getdents64", "readlink", "readlinkat",
+    "access", "faccessat", "faccessat2", "getcwd",
+    "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "mincore", "membarrier",
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigtimedwait", "restart_syscall",
+    "ioctl", "fcntl", "dup", "dup2", "dup3", "pipe", "pipe2",
+    "poll", "ppoll", "select", "pselect6",
+    "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
+    "eventfd", "eventfd2", "timerfd_create", "timerfd_settime", "timerfd_gettime",
+    "socket", "socketpair", "connect", "accept", "accept4", "bind", "listen",
+    "getsockname", "getpeername", "getsockopt", "setsockopt", "shutdown",
+    "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
+    "futex", "futex_waitv", "set_robust_list", "get_robust_list", "rseq", "set_tid_address",
+    "exit", "exit_group", "gettid", "getpid", "getppid", "getuid", "geteuid", "getgid", "getegid",
+    "getresuid", "getresgid", "getgroups",
+    "sched_yield", "sched_getaffinity", "sched_getparam", "sched_getscheduler", "getpriority",
+    "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "time",
+    "getrandom", "uname", "sysinfo", "getrlimit", "prlimit64", "getrusage", "times",
+    "capget", "arch_prctl", "signalfd", "signalfd4",
+};
+
+int tg_linux_seccomp_install_worker(void) {
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+    if (ctx == NULL) { errno = ENOMEM; return -1; }
+    int rc = 0;
+    for (size_t i = 0; i < sizeof worker_allowed / sizeof worker_allowed[0] && rc == 0; i++) {
+        int nr = seccomp_syscall_resolve_name(worker_allowed[i]);
+        if (nr == __NR_SCMP_ERROR) continue;  /* not on this architecture */
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+    }
+    /* Threads only: a clone without CLONE_THREAD (a new process) is refused. clone3 passes
+       its flags in memory the filter cannot read, so it fails with ENOSYS and glibc falls
+       back to clone. */
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                                       SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    /* Signals to itself only (abort, raise, the runtime's thread signals). */
+    pid_t self = getpid();
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self));
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self));
+    /* The runtime lowers its own threads' priority (Dispatch's overcommit threads):
+       setpriority(PRIO_PROCESS, 0 = the calling thread, …) only, never another process. */
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(setpriority), 2,
+                                       SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS), SCMP_A1(SCMP_CMP_EQ, 0));
+    /* prctl: thread names only. */
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME));
+    /* Opening files: read-only. */
+    const scmp_datum_t writing = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND;
+    if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, writing, 0));
+    int open_nr = seccomp_syscall_resolve_name("open");
+    if (rc == 0 && open_nr != __NR_SCMP_ERROR)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, open_nr, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, writing, 0));
+    /* Every thread of the worker gets the filter, not only this one. */
+    if (rc == 0) rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+    if (rc == 0) rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc < 0) { errno = -rc; return -1; }
+    return 0;
+}
+
+int tg_linux_seccomp_selftest_forbidden_call(void) {
+    /* Signalling another process (the parent) is not on the list. */
+    return kill(getppid(), 0);
 }

@@ -14,6 +14,7 @@
 /// tproxy_mark = 0x746c                 # (0x746c)
 /// tproxy_table = 7468                  # (7468)
 /// on_stop = "reject"                   # ("reject") reject | open
+/// guard_file = "/var/lib/tlsgate/guard.nft"  # (that) "" = not saved
 /// [log]
 /// format = "text"                      # ("text") text | json
 /// level = "info"                       # ("info")
@@ -75,6 +76,12 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         public var tproxyTable: Int
         /// `on_stop`: `"reject"` (default: fail closed) or `"open"`.
         public var onStop: OnStop
+        /// `guard_file`: where the supervisor saves the fail-closed guard after each
+        /// application, for `tlsgate rules --restore-guard` (at boot, before each start);
+        /// nil (`""`) to not save it. Default `/var/lib/tlsgate/guard.nft`.
+        public var guardFile: String?
+
+        public static let defaultGuardFile = "/var/lib/tlsgate/guard.nft"
 
         public static let defaultListen = IPAddress("::")!
         public static let defaultTProxyMark: UInt32 = 0x746c
@@ -89,9 +96,11 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         public init(
             mode: InterceptMode = .redirect, from: [IPNetwork] = [], interfaces: [String] = [],
             listen: IPAddress = Intercept.defaultListen, tproxyMark: UInt32 = Intercept.defaultTProxyMark,
-            tproxyTable: Int = Intercept.defaultTProxyTable, onStop: OnStop = .reject
+            tproxyTable: Int = Intercept.defaultTProxyTable, onStop: OnStop = .reject,
+            guardFile: String? = Intercept.defaultGuardFile
         ) {
             self.onStop = onStop
+            self.guardFile = guardFile
             self.mode = mode
             self.from = from
             self.interfaces = interfaces

@@ -216,11 +216,26 @@ struct GatewayConfigDecoder {
         }
 
         let onStop = fields.choice(table, "on_stop", default: GatewayConfig.OnStop.reject)
+        var guardFile: String? = GatewayConfig.Intercept.defaultGuardFile
+        if let value = fields.value(table, "guard_file") {
+            if let text = fields.string(table, "guard_file", what: "an absolute path such as \"/var/lib/tlsgate/guard.nft\", or \"\"") {
+                if text.isEmpty {
+                    guardFile = nil
+                } else if text.hasPrefix("/") {
+                    guardFile = text
+                } else {
+                    fields.error(value.line, "guard_file \(quoted(text)) must be an absolute path (it is read at boot, before the config), or \"\" to not save the guard")
+                    ok = false
+                }
+            } else {
+                ok = false
+            }
+        }
 
         guard ok, let mode, let listen, let mark, let routingTable, let onStop else { return nil }
         return GatewayConfig.Intercept(
             mode: mode, from: networks, interfaces: interfaces, listen: listen, tproxyMark: UInt32(mark),
-            tproxyTable: Int(routingTable), onStop: onStop)
+            tproxyTable: Int(routingTable), onStop: onStop, guardFile: guardFile)
     }
 
     /// Warns when `listen` cannot accept the family of some client networks.

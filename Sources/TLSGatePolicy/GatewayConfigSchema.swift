@@ -4,7 +4,7 @@ enum GatewayConfigSchema {
 
     /// Known tables and their keys, in the order they are documented.
     static let tables: [(name: String, keys: [String])] = [
-        ("intercept", ["mode", "from", "interfaces", "listen", "tproxy_mark", "tproxy_table", "on_stop"]),
+        ("intercept", ["mode", "from", "interfaces", "listen", "tproxy_mark", "tproxy_table", "on_stop", "guard_file"]),
         ("log", ["format", "level"]),
         ("workers", ["drain_timeout", "restart_delay", "restart_delay_max", "crash_limit", "crash_window", "threads"]),
     ]

@@ -39,6 +39,14 @@ public struct TOMLReader {
     private var currentPath: [String]? = []
     private var errors: [TOMLSyntaxError] = []
     private var arrayDepth = 0
+    /// Keys and table headers read so far.
+    private var keyCount = 0
+
+    /// The most labels in a `[a.b.c]` header and the deepest nesting of arrays: a policy
+    /// needs 2 and 1; the bound keeps a hostile file from exhausting the stack.
+    public static let maximumDepth = 32
+    /// The most keys and table headers in one document.
+    public static let maximumKeys = 100_000
 
     private init(_ text: String) {
         chars = Array(text.unicodeScalars)
@@ -132,6 +140,9 @@ public struct TOMLReader {
                 throw Failure(line: line, message: "empty table name in header")
             }
             path.append(try readKey())
+            if path.count > Self.maximumDepth {
+                throw Failure(line: line, message: "table header with more than \(Self.maximumDepth) dotted labels")
+            }
             skipSpaces()
             if peek() == "." {
                 position += 1
@@ -143,6 +154,7 @@ public struct TOMLReader {
             }
             throw Failure(line: line, message: "expected \"]\" to end the table header")
         }
+        try countKey()
         try endOfLine(after: "table header")
         defineTable(path, line: headerLine)
     }
@@ -166,21 +178,20 @@ public struct TOMLReader {
         let isLast = path.count == 1
         if let index = table.index(of: key) {
             let entry = table.entries[index]
-            guard case .table(var child) = entry.item else {
+            guard case .table = entry.item, var child = table.takeTable(at: index) else {
                 problem = "\(headerName(fullPath)) conflicts with key \(quoted(key)) set on line \(entry.line)"
                 return
             }
+            defer { table.replaceItem(at: index, with: .table(child)) }
             if isLast {
                 if child.isExplicit {
                     problem = "duplicate table \(headerName(fullPath)) (first defined on line \(child.line))"
                 } else {
                     child.isExplicit = true
-                    table.replaceItem(at: index, with: .table(child))
                 }
                 return
             }
             define(path.dropFirst(), in: &child, line: line, fullPath: fullPath, problem: &problem)
-            table.replaceItem(at: index, with: .table(child))
         } else {
             var child = TOMLTable(line: line, isExplicit: isLast)
             if !isLast {
@@ -212,9 +223,19 @@ public struct TOMLReader {
         }
         position += 1
         skipSpaces()
+        try countKey()
         let value = try readValue()
         try endOfLine()
         insert(key: key, line: keyLine, value: value)
+    }
+
+    private mutating func countKey() throws(Failure) {
+        keyCount += 1
+        if keyCount > Self.maximumKeys {
+            // Past the bound nothing more is read: the error would repeat on every line.
+            position = chars.count
+            throw Failure(line: line, message: "more than \(Self.maximumKeys) keys and tables in one file")
+        }
     }
 
     private mutating func insert(key: String, line keyLine: Int, value: TOMLValue) {
@@ -232,7 +253,7 @@ public struct TOMLReader {
     ) {
         if let first = path.first {
             // The path was created by defineTable, so it exists and holds tables.
-            guard let index = table.index(of: first), case .table(var child) = table.entries[index].item else {
+            guard let index = table.index(of: first), var child = table.takeTable(at: index) else {
                 return
             }
             insert(key: key, line: line, value: value, path: path.dropFirst(), in: &child, problem: &problem)
@@ -316,6 +337,9 @@ public struct TOMLReader {
         let arrayLine = line
         position += 1  // [
         arrayDepth += 1
+        if arrayDepth > Self.maximumDepth {
+            throw Failure(line: line, message: "arrays nested more than \(Self.maximumDepth) deep")
+        }
         var elements: [TOMLValue] = []
         while true {
             try skipSpacesNewlinesAndComments()

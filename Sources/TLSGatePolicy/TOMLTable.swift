@@ -22,11 +22,15 @@ public struct TOMLTable: Sendable, Equatable {
     public internal(set) var entries: [Entry]
     /// False for a table that only exists because of a longer header, e.g. `a` in `[a.b]`.
     var isExplicit: Bool
+    /// Where each key is in `entries` (the first one, as a lookup finds it): reading
+    /// and looking up stay linear in the number of keys.
+    private var positions: [String: Int] = [:]
 
     public init(line: Int, entries: [Entry] = []) {
         self.line = line
         self.entries = entries
         self.isExplicit = true
+        for (index, entry) in entries.enumerated() where positions[entry.key] == nil { positions[entry.key] = index }
     }
 
     init(line: Int, isExplicit: Bool) {
@@ -37,7 +41,7 @@ public struct TOMLTable: Sendable, Equatable {
 
     /// The entry for `key`, if any.
     public subscript(key: String) -> Entry? {
-        entries.first { $0.key == key }
+        positions[key].map { entries[$0] }
     }
 
     /// The value under `key`, if the key holds a value (not a table).
@@ -53,7 +57,7 @@ public struct TOMLTable: Sendable, Equatable {
     }
 
     func index(of key: String) -> Int? {
-        entries.firstIndex { $0.key == key }
+        positions[key]
     }
 
     mutating func replaceItem(at index: Int, with item: Item) {
@@ -62,7 +66,17 @@ public struct TOMLTable: Sendable, Equatable {
     }
 
     mutating func append(key: String, line: Int, item: Item) {
+        if positions[key] == nil { positions[key] = entries.count }
         entries.append(Entry(key: key, line: line, item: item))
+    }
+
+    /// Takes the nested table at `index` out (leaving a placeholder), so that the caller
+    /// holds the only reference and can change it without copying it; put it back with
+    /// `replaceItem`.
+    mutating func takeTable(at index: Int) -> TOMLTable? {
+        guard case .table(let child) = entries[index].item else { return nil }
+        replaceItem(at: index, with: .table(TOMLTable(line: 0, isExplicit: false)))
+        return child
     }
 
     /// Two tables are equal when they hold the same entries on the same lines.

@@ -13,12 +13,21 @@ enum TextFile {
 
     /// The bytes of the file at `path`, at most `limit` of them.
     static func readBytes(_ path: String, limit: Int) throws(ReadError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO (a `*.toml` or a CA file that is one) must not wait for
+        // a writer; it is refused below. On a regular file the flag changes nothing.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw ReadError(reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw ReadError(reason: String(cString: strerror(errno))) }
-        if (info.st_mode & S_IFMT) == S_IFDIR { throw ReadError(reason: "is a directory") }
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw ReadError(reason: "is a directory")
+        case S_IFIFO: throw ReadError(reason: "is a FIFO, not a regular file")
+        case S_IFSOCK: throw ReadError(reason: "is a socket, not a regular file")
+        default: throw ReadError(reason: "is a device, not a regular file")
+        }
+        if Int(info.st_size) > limit { throw ReadError(reason: "is larger than \(limit) bytes") }
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {

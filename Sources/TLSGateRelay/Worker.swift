@@ -74,9 +74,11 @@ public final class Worker: Sendable {
         }
     }
 
-    /// Starts accepting; returns the address the worker listens on.
+    /// Listens; returns the address. With `accepting` false the socket is set up but not
+    /// accepted from (no read interest: a worker taking over from another one on the same
+    /// socket does not race it) until `beginAccepting()`.
     @discardableResult
-    public func start() throws -> SocketAddress {
+    public func start(accepting: Bool = true) throws -> SocketAddress {
         let shared = self.shared
         let logger = self.logger
         let bootstrap = ServerBootstrap(group: group)
@@ -88,6 +90,7 @@ public final class Worker: Sendable {
             }
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.autoRead, value: accepting)
             // Nothing is read from a client until its server has been verified.
             .childChannelOption(.autoRead, value: false)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -117,17 +120,31 @@ public final class Worker: Sendable {
         return address
     }
 
+    /// Starts accepting on a socket `start(accepting: false)` set up.
+    public func beginAccepting() {
+        serverChannel.withLockedValue { $0 }?.setOption(.autoRead, value: true).whenFailure { error in
+            self.logger.error("cannot start accepting", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Open connections right now.
     public var activeConnections: Int { shared.limiter.current }
 
     /// Stops accepting, lets open connections finish for the drain timeout, then closes
     /// the rest and stops the event loops. Returns how many connections were cut.
     @discardableResult
-    public func shutdown() -> Int {
+    public func shutdown(stoppedAccepting: () -> Void = {}) -> Int {
         let server = serverChannel.withLockedValue { channel -> Channel? in
             defer { channel = nil }
             return channel
         }
+        // Stop accepting first and close the socket a moment later: NIO closes a child it
+        // accepted with "I/O on closed channel" if its server channel is closed before the
+        // child's setup finished (ServerBootstrap's accept handler), which cut one or two
+        // connections at every reload under load.
+        try? server?.setOption(.autoRead, value: false).wait()
+        stoppedAccepting()
+        usleep(250_000)
         try? server?.close().wait()
         addressRefresh.withLockedValue { $0?.cancel() }
         let deadline = NIODeadline.now() + options.drainTimeout

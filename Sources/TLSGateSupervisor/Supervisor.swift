@@ -34,20 +34,25 @@ public final class Supervisor: @unchecked Sendable {
     private let options: Options
     private let reloader: Reloader
     private var config: GatewayConfig
-    private var slots: [String: PolicySlot] = [:]
-    /// Policies disabled after a crash loop (until the next reload): not intercepted, but
-    /// still in the fail-closed guard.
-    private var disabled: [String: Policy] = [:]
+    /// Every decision about workers; this class performs its actions.
+    private var table: WorkerTable
+    /// Each policy as validated from its file, by name (host refresh resolves these again).
+    private var sources: [String: Policy] = [:]
+    /// What each version a worker is started with is: the policy with its hosts resolved
+    /// and the assignment bytes.
+    private var versions: [WorkerTable.Version: (policy: Policy, payload: Data)] = [:]
+    private var sockets: [String: ListenSocket] = [:]
+    private var processes: [WorkerTable.WorkerID: WorkerProcess] = [:]
+    private var workerIDs: [pid_t: WorkerTable.WorkerID] = [:]
     /// The last addresses each `[match] hosts` name resolved to: a name that stops
     /// resolving keeps them (and stays guarded) instead of falling out of the rules.
     private var lastResolved: [String: [IPAddress]] = [:]
-    private var workers: [pid_t: WorkerRecord] = [:]
-    private var stopping = false
     private var exitCode: Int32 = 0
     private var signalSources: [DispatchSourceSignal] = []
     private let finished = DispatchSemaphore(value: 0)
     private var tproxyRoutingInstalled = false
     private var stopFinished = false
+    private var tickAt: UInt64?
 
     public init(config: GatewayConfig, policies: [Policy], options: Options, logger: Logger, reloader: @escaping Reloader) {
         self.config = config
@@ -55,6 +60,7 @@ public final class Supervisor: @unchecked Sendable {
         self.logger = logger
         self.reloader = reloader
         self.initialPolicies = policies
+        self.table = WorkerTable(settings: Self.settings(config))
     }
 
     private let initialPolicies: [Policy]
@@ -67,6 +73,15 @@ public final class Supervisor: @unchecked Sendable {
         return exitCode
     }
 
+    /// The table's settings from `[workers]`.
+    static func settings(_ config: GatewayConfig) -> WorkerTable.Settings {
+        let workers = config.workers
+        return WorkerTable.Settings(
+            restartDelay: UInt64(workers.restartDelay.milliseconds), restartDelayMax: UInt64(workers.restartDelayMax.milliseconds),
+            crashLimit: workers.crashLimit, crashWindow: UInt64(workers.crashWindow.milliseconds),
+            stopGrace: UInt64(workers.drainTimeout.milliseconds) + 5000, startTimeout: 30000)
+    }
+
     // MARK: start
 
     private func startUp() {
@@ -76,153 +91,229 @@ public final class Supervisor: @unchecked Sendable {
         if NFTables.tableExists(Ruleset.guardTableName) {
             logger.info("replacing the fail-closed guard left by an earlier run", metadata: ["table": "inet \(Ruleset.guardTableName)"])
         }
-        do {
-            let effective = resolveHosts(initialPolicies)
-            for policy in initialPolicies {
-                try addSlot(policy, effective: effective[policy.name] ?? policy)
+        if config.intercept.mode == .tproxy {
+            do { try installTProxyRouting() } catch {
+                logger.critical("cannot start", metadata: ["error": "\(error)"])
+                send(.terminate(reason: "start-up failed", exitCode: 1))
+                return
             }
-            if config.intercept.mode == .tproxy { try installTProxyRouting() }
-            try applyRules()
-            scheduleHostRefresh()
-        } catch {
-            logger.critical("cannot start", metadata: ["error": "\(error)"])
-            exitCode = 1
-            beginStop(reason: "start-up failed")
-            return
         }
-        logger.info(
-            "gateway started",
-            metadata: [
-                "policies": "\(slots.count)", "mode": "\(config.intercept.mode.rawValue)",
-                "uid": "\(getuid())", "pid": "\(getpid())",
-            ])
+        sources = Dictionary(initialPolicies.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        send(.start(versions(for: initialPolicies)))
+        scheduleHostRefresh()
     }
 
-    private func addSlot(_ policy: Policy, effective: Policy) throws {
-        let socket = try ListenSocket(
-            address: config.intercept.listen.description, port: 0, transparent: config.intercept.mode == .tproxy)
-        var slot = PolicySlot(source: policy, policy: effective, socket: socket)
-        logger.info(
-            "policy listening",
-            metadata: [
-                "policy": "\(policy.name)", "listen_port": "\(socket.port)", "match_port": "\(policy.match.port)",
-                "upstream_port": "\(policy.upstream.port)",
-            ])
-        slot.current = try spawnWorker(for: slot)
-        slots[policy.name] = slot
+    /// Each policy's version (hosts resolved, files hashed), by name; `versions` learns them.
+    private func versions(for policies: [Policy]) -> [String: WorkerTable.Version] {
+        let effective = resolveHosts(policies)
+        var result: [String: WorkerTable.Version] = [:]
+        for policy in policies {
+            let resolved = effective[policy.name] ?? policy
+            let assignment = WorkerAssignment(
+                policy: resolved, mode: config.intercept.mode, drainTimeout: config.workers.drainTimeout,
+                threads: config.workers.threads)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            guard var payload = try? encoder.encode(assignment) else { continue }
+            payload.append(0x0a)
+            let version = PolicyFingerprint.of(assignment: payload, log: config.log, policy: resolved)
+            versions[version] = (resolved, payload)
+            result[policy.name] = version
+        }
+        return result
+    }
+
+    // MARK: the table's inputs and actions
+
+    private static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds / 1_000_000 }
+
+    /// Feeds one input to the table and performs what it decides, feeding back what the
+    /// actions report (a pid, a failed spawn) until nothing is left.
+    private func send(_ input: WorkerTable.Input) {
+        var pending = [input]
+        while !pending.isEmpty {
+            let next = pending.removeFirst()
+            for action in table.handle(next, now: Self.now()) {
+                if let feedback = perform(action) { pending.append(feedback) }
+            }
+        }
+        let inUse = table.versionsInUse
+        versions = versions.filter { inUse.contains($0.key) }
+        scheduleTick()
+    }
+
+    private func scheduleTick() {
+        guard let deadline = table.nextDeadline else { return }
+        if let tickAt, tickAt <= deadline { return }
+        tickAt = deadline
+        let now = Self.now()
+        let delay = deadline > now ? Int(deadline - now) : 0
+        queue.asyncAfter(deadline: .now() + .milliseconds(delay) + .milliseconds(1)) {
+            self.tickAt = nil
+            self.send(.tick)
+        }
+    }
+
+    private func perform(_ action: WorkerTable.Action) -> WorkerTable.Input? {
+        switch action {
+        case .open(let name):
+            guard let policy = sources[name] else { return .openFailed(name, reason: "no such policy") }
+            do {
+                let socket = try ListenSocket(
+                    address: config.intercept.listen.description, port: 0, transparent: config.intercept.mode == .tproxy)
+                sockets[name] = socket
+                logger.info(
+                    "policy listening",
+                    metadata: [
+                        "policy": "\(name)", "listen_port": "\(socket.port)", "match_port": "\(policy.match.port)",
+                        "upstream_port": "\(policy.upstream.port)",
+                    ])
+            } catch {
+                return .openFailed(name, reason: "\(error)")
+            }
+        case .close(let name):
+            sockets[name] = nil
+        case .spawn(let id, let name, let version):
+            guard let socket = sockets[name], let assigned = versions[version] else {
+                return .spawnFailed(id, reason: "no listening socket or policy for \(name)")
+            }
+            do {
+                let process = try spawnWorker(id: id, socket: socket, payload: assigned.payload)
+                processes[id] = process
+                workerIDs[process.pid] = id
+                return .spawned(id, pid: process.pid)
+            } catch {
+                return .spawnFailed(id, reason: "\(error)")
+            }
+        case .allowAccept(let id, _):
+            // A channel whose source is gone is closed (EOF): the worker is exiting.
+            guard let process = processes[id], process.source != nil else { break }
+            let line = WorkerReport.acceptLine
+            let written = line.withUnsafeBytes { write(process.channel, $0.baseAddress, $0.count) }
+            if written != line.count {
+                logger.error("cannot tell a worker to accept", metadata: ["pid": "\(process.pid)", "error": "\(SystemError("write"))"])
+            }
+        case .signal(_, let pid, let signal):
+            kill(pid, signal == .kill ? SIGKILL : SIGTERM)
+        case .applyRules(let entries):
+            do {
+                try applyRules(entries)
+            } catch {
+                return .rulesFailed(reason: "\(error)")
+            }
+        case .log(let line):
+            let metadata = line.metadata.filter { !$0.value.isEmpty || ["added", "changed", "removed"].contains($0.key) }
+                .mapValues { Logger.MetadataValue.string($0) }
+            switch line.level {
+            case .info: logger.info("\(line.message)", metadata: metadata)
+            case .warning: logger.warning("\(line.message)", metadata: metadata)
+            case .error: logger.error("\(line.message)", metadata: metadata)
+            case .critical: logger.critical("\(line.message)", metadata: metadata)
+            }
+        case .started(let count, let ready):
+            logger.info(
+                "gateway started",
+                metadata: [
+                    "policies": "\(count)", "ready": "\(ready)", "mode": "\(config.intercept.mode.rawValue)",
+                    "uid": "\(getuid())", "pid": "\(getpid())",
+                ])
+        case .finish(let code):
+            if exitCode == 0 { exitCode = code }
+            finishStop()
+        }
+        return nil
     }
 
     // MARK: workers
 
-    private func spawnWorker(for slot: PolicySlot) throws -> pid_t {
-        let assignment = WorkerAssignment(
-            policy: slot.policy, mode: config.intercept.mode, drainTimeout: config.workers.drainTimeout,
-            threads: config.workers.threads)
-        var payload = try JSONEncoder().encode(assignment)
-        payload.append(0x0a)
-        let control = try ProcessSpawner.makePipe()
+    /// Spawns a worker on `socket` with its control channel at descriptor 4, hands it its
+    /// assignment, and listens for its reports.
+    private func spawnWorker(id: WorkerTable.WorkerID, socket: ListenSocket, payload: Data) throws -> WorkerProcess {
+        let channel = try ProcessSpawner.makeSocketPair()
         let arguments = [
             options.executable, "worker", "--listen-fd", "3", "--control-fd", "4",
             "--log-format", config.log.format.rawValue, "--log-level", config.log.level,
         ]
-        let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
+        // No Swift crash backtracer: it would be a fork and exec the seccomp filter forbids,
+        // turning a crash (SIGILL/SIGTRAP) into a confusing SIGSYS.
+        let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "SWIFT_BACKTRACE=enable=no"]
         let pid: pid_t
         do {
             pid = try ProcessSpawner.spawn(
                 path: options.executable, arguments: arguments, environment: environment,
-                descriptors: [slot.socket.descriptor, control.read])
+                descriptors: [socket.descriptor, channel.child])
         } catch {
-            close(control.read)
-            close(control.write)
+            close(channel.parent)
+            close(channel.child)
             throw error
         }
-        close(control.read)
-        // A pipe holds 64 KiB; a policy is a few hundred bytes, so this does not block.
-        let written = payload.withUnsafeBytes { write(control.write, $0.baseAddress, $0.count) }
+        close(channel.child)
+        // A socket buffer holds far more than a policy's few kilobytes: this does not block.
+        let written = payload.withUnsafeBytes { write(channel.parent, $0.baseAddress, $0.count) }
         if written != payload.count {
-            logger.error("cannot hand the policy to its worker", metadata: ["policy": "\(slot.policy.name)", "pid": "\(pid)"])
+            logger.error("cannot hand the policy to its worker", metadata: ["pid": "\(pid)"])
         }
-        workers[pid] = WorkerRecord(pid: pid, policyName: slot.policy.name, state: .current, control: control.write)
-        logger.info("worker started", metadata: ["policy": "\(slot.policy.name)", "pid": "\(pid)"])
-        return pid
+        _ = fcntl(channel.parent, F_SETFL, fcntl(channel.parent, F_GETFL) | O_NONBLOCK)
+        let source = DispatchSource.makeReadSource(fileDescriptor: channel.parent, queue: queue)
+        let fd = channel.parent
+        source.setEventHandler { [weak self] in self?.readReports(id: id) }
+        source.setCancelHandler { close(fd) }
+        source.resume()
+        return WorkerProcess(pid: pid, channel: fd, source: source)
+    }
+
+    /// Reads what a worker wrote on its control channel: allow-listed, length-checked lines.
+    private func readReports(id: WorkerTable.WorkerID) {
+        guard var process = processes[id] else { return }
+        var chunk = [UInt8](repeating: 0, count: WorkerReport.maximumLength)
+        let n = chunk.withUnsafeMutableBytes { read(process.channel, $0.baseAddress, $0.count) }
+        if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+        if n <= 0 {
+            // The worker closed its end (it is exiting): nothing more to read.
+            process.source?.cancel()
+            process.source = nil
+            processes[id] = process
+            return
+        }
+        process.buffer += chunk[0..<n]
+        var inputs: [WorkerTable.Input] = []
+        parsing: while true {
+            switch WorkerReport.parse(process.buffer) {
+            case .incomplete:
+                break parsing
+            case .invalid(let why):
+                inputs.append(.misbehaved(id, reason: why))
+                process.buffer = []
+                process.source?.cancel()
+                process.source = nil
+                break parsing
+            case .report(let report, let consumed):
+                process.buffer.removeFirst(consumed)
+                switch report {
+                case .ready: inputs.append(.ready(id))
+                case .failed(let reason): inputs.append(.reportedFailure(id, reason: reason))
+                case .draining: inputs.append(.stoppedAccepting(id))
+                }
+            }
+        }
+        processes[id] = process
+        for input in inputs { send(input) }
     }
 
     private func reap() {
         for (pid, exit) in ProcessSpawner.reapAll() {
-            guard let record = workers.removeValue(forKey: pid) else { continue }
-            close(record.control)
-            switch record.state {
-            case .leaving:
-                logger.info(
-                    "old worker finished draining",
-                    metadata: ["policy": "\(record.policyName)", "pid": "\(pid)", "status": "\(exit)"])
-            case .current:
-                if stopping {
-                    logger.info("worker stopped", metadata: ["policy": "\(record.policyName)", "pid": "\(pid)", "status": "\(exit)"])
-                } else {
-                    workerCrashed(record, exit)
-                }
+            guard let id = workerIDs.removeValue(forKey: pid) else { continue }
+            if let process = processes.removeValue(forKey: id) {
+                process.source?.cancel()  // closes the channel (unless EOF already did)
             }
+            send(.exited(id, status: "\(exit)"))
         }
-        if stopping && workers.isEmpty { finishStop() }
-    }
-
-    private func workerCrashed(_ record: WorkerRecord, _ exit: ProcessSpawner.Exit) {
-        guard var slot = slots[record.policyName], slot.current == record.pid else { return }
-        slot.current = nil
-        let now = DispatchTime.now()
-        let window = UInt64(config.workers.crashWindow.milliseconds) * 1_000_000
-        slot.crashes = slot.crashes.filter { now.uptimeNanoseconds - $0.uptimeNanoseconds < window } + [now]
-        let count = slot.crashes.count
-        if count > config.workers.crashLimit {
-            logger.critical(
-                "worker keeps crashing; policy disabled until the next reload (its traffic is rejected)",
-                metadata: [
-                    "policy": "\(record.policyName)", "pid": "\(record.pid)", "status": "\(exit)",
-                    "crashes": "\(count)", "window": "\(config.workers.crashWindow)",
-                ])
-            slots[record.policyName] = nil
-            // Not intercepted any more, but still guarded: its traffic gets a reset, never clear text.
-            disabled[record.policyName] = slot.policy
-            do { try applyRules() } catch {
-                logger.error("cannot remove the disabled policy's rules", metadata: ["error": "\(error)"])
-            }
-            return
-        }
-        let base = config.workers.restartDelay.milliseconds
-        let delay = min(config.workers.restartDelayMax.milliseconds, base == 0 && count == 1 ? 0 : max(base, 100) << min(count - 1, 16))
-        logger.error(
-            "worker exited unexpectedly; restarting",
-            metadata: [
-                "policy": "\(record.policyName)", "pid": "\(record.pid)", "status": "\(exit)",
-                "restart_in_ms": "\(delay)", "crashes": "\(count)",
-            ])
-        slots[record.policyName] = slot
-        queue.asyncAfter(deadline: .now() + .milliseconds(Int(delay))) { self.restart(record.policyName) }
-    }
-
-    private func restart(_ name: String) {
-        guard !stopping, var slot = slots[name], slot.current == nil else { return }
-        do {
-            slot.current = try spawnWorker(for: slot)
-            slots[name] = slot
-        } catch {
-            logger.error("cannot restart worker", metadata: ["policy": "\(name)", "error": "\(error)"])
-            queue.asyncAfter(deadline: .now() + .seconds(1)) { self.restart(name) }
-        }
-    }
-
-    private func retire(_ pid: pid_t) {
-        guard var record = workers[pid] else { return }
-        record.state = .leaving
-        workers[pid] = record
-        kill(pid, SIGTERM)
     }
 
     // MARK: reload
 
     private func reload() {
-        guard !stopping else { return }
+        guard !table.stopping else { return }
         logger.info("reloading", metadata: ["config": "\(config.sourcePath)"])
         let (newConfig, policies, diagnostics) = reloader()
         for diagnostic in diagnostics where diagnostic.severity == .warning {
@@ -240,78 +331,19 @@ public final class Supervisor: @unchecked Sendable {
             logger.error("reload refused: changing intercept.mode, intercept.listen or user needs a restart")
             return
         }
-        let oldConfig = config
         config = newConfig
-        var added: [String] = []
-        var changed: [String] = []
-        var retired: [pid_t] = []
-        let resolvedPolicies = resolveHosts(policies)
-        do {
-            for policy in policies {
-                if var slot = slots[policy.name] {
-                    let effective = resolvedPolicies[policy.name] ?? policy
-                    // A policy with CRLs always gets a fresh worker: the files may have new contents.
-                    guard slot.policy != effective || !effective.tls.crlFiles.isEmpty
-                        || oldConfig.workers != newConfig.workers || oldConfig.log != newConfig.log
-                    else { continue }
-                    slot.source = policy
-                    slot.policy = effective
-                    slot.crashes = []
-                    let old = slot.current
-                    slot.current = try spawnWorker(for: slot)
-                    slots[policy.name] = slot
-                    if let old { retired.append(old) }
-                    changed.append(policy.name)
-                } else {
-                    try addSlot(policy, effective: resolvedPolicies[policy.name] ?? policy)
-                    disabled[policy.name] = nil
-                    added.append(policy.name)
-                }
-            }
-        } catch {
-            logger.error("reload incomplete", metadata: ["error": "\(error)"])
-        }
-        let keep = Set(policies.map(\.name))
-        disabled = disabled.filter { keep.contains($0.key) }
-        let removed = slots.keys.filter { !keep.contains($0) }
-        for name in removed {
-            if let pid = slots[name]?.current { retired.append(pid) }
-            slots[name] = nil
-        }
-        do {
-            try applyRules()
-        } catch {
-            logger.error("cannot apply the new rules; the previous table stays", metadata: ["error": "\(error)"])
-        }
-        // The new workers and rules are in place: the old workers stop accepting and drain.
-        for pid in retired { retire(pid) }
-        logger.info(
-            "reloaded",
-            metadata: [
-                "added": "\(added.sorted().joined(separator: ","))", "changed": "\(changed.sorted().joined(separator: ","))",
-                "removed": "\(removed.sorted().joined(separator: ","))", "policies": "\(slots.count)",
-            ])
+        // Names are validated unique; the sources of removed policies stay until their
+        // sockets close (they are only read to log `policy listening`).
+        for policy in policies { sources[policy.name] = policy }
+        send(.reload(versions(for: policies), Self.settings(newConfig)))
+        let live = Set(table.policies).union(table.disabled.keys)
+        sources = sources.filter { live.contains($0.key) }
     }
 
     // MARK: stop
 
     private func beginStop(reason: String) {
-        guard !stopping else { return }
-        stopping = true
-        logger.info("stopping", metadata: ["reason": "\(reason)", "workers": "\(workers.count)"])
-        for pid in workers.keys { kill(pid, SIGTERM) }
-        // Close our copies of the listening sockets: with the workers' closed too, new
-        // redirected connections are refused (fail closed) while the old ones drain.
-        slots.removeAll()
-        let grace = Int(config.workers.drainTimeout.milliseconds) + 5000
-        queue.asyncAfter(deadline: .now() + .milliseconds(grace)) {
-            guard !self.workers.isEmpty else { return }
-            for pid in self.workers.keys {
-                self.logger.warning("worker did not stop in time; killing it", metadata: ["pid": "\(pid)"])
-                kill(pid, SIGKILL)
-            }
-        }
-        if workers.isEmpty { finishStop() }
+        send(.terminate(reason: reason, exitCode: 0))
     }
 
     private func finishStop() {
@@ -338,18 +370,36 @@ public final class Supervisor: @unchecked Sendable {
 
     // MARK: firewall
 
-    private func applyRules() throws {
-        let plan = interceptionPlan()
+    private func applyRules(_ entries: [WorkerTable.RuleEntry]) throws {
+        var live: [(Policy, UInt16)] = []
+        var off: [Policy] = []
+        for entry in entries {
+            guard let policy = versions[entry.version]?.policy else { continue }
+            if entry.intercepted, let socket = sockets[entry.policy] {
+                live.append((policy, socket.port))
+            } else {
+                off.append(policy)
+            }
+        }
+        let plan = Self.plan(config: config, policies: live, gatewayUID: options.gatewayUID, disabled: off)
         let script = Ruleset.script(for: plan)  // what `tlsgate rules` prints
         try NFTables.apply(script)
         logger.debug("rules applied", metadata: ["ruleset": "\(script)"])
+        saveGuard(plan)
     }
 
-    /// The plan for what runs now.
-    func interceptionPlan() -> InterceptionPlan {
-        Self.plan(
-            config: config, policies: slots.values.map { ($0.policy, $0.socket.port) }, gatewayUID: options.gatewayUID,
-            disabled: Array(disabled.values))
+    /// Saves the guard just applied, so a reboot or a start that fails puts it back
+    /// (`tlsgate rules --restore-guard`). A failure is logged, not fatal: the guard is in
+    /// the kernel now.
+    private func saveGuard(_ plan: InterceptionPlan) {
+        guard let path = config.intercept.guardFile else { return }
+        do {
+            try GuardFile.save(plan, to: path)
+        } catch {
+            logger.warning(
+                "cannot save the fail-closed guard; after a reboot it is back only once the gateway runs again",
+                metadata: ["guard_file": "\(path)", "error": "\(error)"])
+        }
     }
 
     /// The interception plan for a config and policies with their listen ports; `disabled`
@@ -445,39 +495,18 @@ public final class Supervisor: @unchecked Sendable {
 
     private func scheduleHostRefresh() {
         queue.asyncAfter(deadline: .now() + Self.hostRefreshInterval) {
-            guard !self.stopping else { return }
+            guard !self.table.stopping else { return }
             self.refreshHosts()
             self.scheduleHostRefresh()
         }
     }
 
     /// Resolves every policy's hosts again; a policy whose addresses changed gets a new
-    /// worker (the old one drains) and the rules follow.
+    /// worker (the old one drains once it is ready) and the rules follow.
     private func refreshHosts() {
-        var retired: [pid_t] = []
-        let resolvedPolicies = resolveHosts(slots.values.map(\.source))
-        for name in slots.keys.sorted() {
-            guard var slot = slots[name], !slot.source.match.hosts.isEmpty,
-                let effective = resolvedPolicies[name]
-            else { continue }
-            guard effective != slot.policy else { continue }
-            slot.policy = effective
-            let old = slot.current
-            do {
-                slot.current = try spawnWorker(for: slot)
-            } catch {
-                logger.error("cannot start a worker with the new addresses", metadata: ["policy": "\(name)", "error": "\(error)"])
-                continue
-            }
-            slots[name] = slot
-            if let old { retired.append(old) }
-            logger.info("policy host addresses changed", metadata: ["policy": "\(name)"])
-        }
-        guard !retired.isEmpty else { return }
-        do { try applyRules() } catch {
-            logger.error("cannot apply the new rules; the previous table stays", metadata: ["error": "\(error)"])
-        }
-        for pid in retired { retire(pid) }
+        let withHosts = table.policies.compactMap { sources[$0] }.filter { !$0.match.hosts.isEmpty }
+        guard !withHosts.isEmpty else { return }
+        send(.hostsChanged(versions(for: withHosts)))
     }
 
     // MARK: signals
@@ -501,34 +530,11 @@ public final class Supervisor: @unchecked Sendable {
     }
 }
 
-/// One policy's socket and current worker.
-struct PolicySlot {
-    /// The policy as validated from its file.
-    var source: Policy
-    /// `source` with its hosts resolved: what the worker and the rules get.
-    var policy: Policy
-    let socket: ListenSocket
-    var current: pid_t?
-    var crashes: [DispatchTime] = []
-
-    init(source: Policy, policy: Policy, socket: ListenSocket) {
-        self.source = source
-        self.policy = policy
-        self.socket = socket
-    }
-}
-
-/// A worker process the supervisor started.
-struct WorkerRecord {
-    enum State {
-        /// Serves its policy now; restarted if it dies.
-        case current
-        /// Replaced or stopped: drains, then exits; not restarted.
-        case leaving
-    }
+/// A worker process: its pid and the supervisor's end of its control channel.
+struct WorkerProcess {
     let pid: pid_t
-    let policyName: String
-    var state: State
-    /// Our end of the control pipe; the worker exits when it closes.
-    let control: Int32
+    let channel: Int32
+    /// Reads the worker's reports; cancelling it closes `channel`.
+    var source: DispatchSourceRead?
+    var buffer: [UInt8] = []
 }

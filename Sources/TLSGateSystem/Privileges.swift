@@ -10,8 +10,12 @@ public enum Privileges {
         public let description: String
     }
 
-    /// A worker's demotion: no capabilities in any set, and no way to gain any (no_new_privs).
+    /// A worker's demotion: no capabilities in any set, no way to gain any (no_new_privs),
+    /// and not dumpable (no core file with TLS keys, no ptrace by a process of the same uid).
     public static func dropAllForWorker() throws {
+        if tg_linux_set_dumpable(0) != 0 {
+            throw Failure(description: "cannot clear the dumpable flag: \(String(cString: strerror(errno)))")
+        }
         if tg_linux_caps_drop_all() != 0 {
             throw Failure(description: "cannot drop capabilities: \(String(cString: strerror(errno)))")
         }
@@ -26,6 +30,10 @@ public enum Privileges {
     }
 
     public static var noNewPrivs: Bool { tg_linux_get_no_new_privs() == 1 }
+    public static var isDumpable: Bool { tg_linux_get_dumpable() != 0 }
+    /// Whether this process holds any capability (permitted, effective or ambient) now.
+    /// A worker asks before dropping them: the supervisor spawns it with none.
+    public static var holdsAnyCapability: Bool { tg_linux_caps_any_held() != 0 }
     public static var hasNetAdmin: Bool { tg_linux_caps_have_net_admin() == 1 }
 }
 

@@ -7,7 +7,9 @@ import Glibc
 /// Starts child processes as a fresh exec with an explicit set of descriptors.
 public enum ProcessSpawner {
     /// Starts `path` with `arguments` (argv[0] included) and `descriptors` at 3, 4, …
-    /// Every other descriptor above 2 is closed in the child.
+    /// (whatever numbers they have here). Every other descriptor above 2 is closed in the
+    /// child, and it starts with an empty ambient capability set: no capability at all
+    /// unless it runs as root.
     public static func spawn(path: String, arguments: [String], environment: [String], descriptors: [Int32]) throws(SystemError) -> pid_t {
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
@@ -34,6 +36,14 @@ public enum ProcessSpawner {
     public static func makePipe() throws(SystemError) -> (read: Int32, write: Int32) {
         var fds: [Int32] = [0, 0]
         try syscall("pipe2") { tg_linux_pipe_cloexec(&fds) }
+        return (fds[0], fds[1])
+    }
+
+    /// A connected pair of Unix stream sockets, both close-on-exec: the supervisor's
+    /// two-way control channel with a worker (the policy one way, reports the other).
+    public static func makeSocketPair() throws(SystemError) -> (parent: Int32, child: Int32) {
+        var fds: [Int32] = [0, 0]
+        try syscall("socketpair") { tg_linux_socketpair_cloexec(&fds) }
         return (fds[0], fds[1])
     }
 

@@ -29,13 +29,29 @@ struct RulesCommand: ParsableCommand {
 
     @Flag(
         help: ArgumentHelp(
-            "Take the gateway out of service: delete both tables (inet tlsgate and the fail-closed guard inet tlsgate_guard) and the TPROXY routing. Run it with the gateway stopped; LAN traffic then flows without tlsgate.",
+            "Take the gateway out of service: delete both tables (inet tlsgate and the fail-closed guard inet tlsgate_guard), the saved guard ([intercept] guard_file) and the TPROXY routing. Run it with the gateway stopped; LAN traffic then flows without tlsgate.",
             valueName: "remove"))
     var remove = false
+
+    @Flag(
+        help: ArgumentHelp(
+            "Apply the fail-closed guard the gateway saved ([intercept] guard_file), alone: run at boot before the network is up and before each start (even one that then fails), so nothing is forwarded in clear while the gateway is not running. Nothing saved yet is not an error.",
+            valueName: "restore-guard"))
+    var restoreGuard = false
+
+    func validate() throws {
+        if remove && restoreGuard {
+            throw ValidationError("--remove and --restore-guard are opposites: give one")
+        }
+    }
 
     func run() throws {
         if remove {
             try removeEverything()
+            return
+        }
+        if restoreGuard {
+            try restoreSavedGuard()
             return
         }
         let (loaded, policies, diagnostics) = GatewayConfigLoader.loadAll(config, accountProblem: AccountLookup.problem)
@@ -69,6 +85,40 @@ struct RulesCommand: ParsableCommand {
         _ = sockets
     }
 
+    /// Puts back the guard `run` saved. The config only says where the file is; a config
+    /// with errors still gives that path (or the default), since this runs exactly when
+    /// the gateway may not be able to start.
+    private func restoreSavedGuard() throws {
+        let path = Self.guardFile(config)
+        guard let path else {
+            print("no guard saved: [intercept] guard_file = \"\" in \(config)")
+            return
+        }
+        do {
+            if try GuardFile.restore(from: path) {
+                print("restored: the fail-closed guard inet \(Ruleset.guardTableName) from \(path)")
+            } else {
+                print("no guard saved at \(path) yet: nothing restored (the gateway saves it once it runs)")
+            }
+        } catch {
+            FileHandle.standardError.write(Data("tlsgate rules --restore-guard: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    /// `[intercept] guard_file` of `config`: from the validated config, else (a config with
+    /// errors elsewhere) read from the file's TOML directly, else the default.
+    static func guardFile(_ config: String) -> String? {
+        if let loaded = GatewayConfigLoader.load(config).config { return loaded.intercept.guardFile }
+        if let data = FileManager.default.contents(atPath: config),
+            let value = TOMLReader.read(String(decoding: data, as: UTF8.self)).table.table("intercept")?.value("guard_file"),
+            let text = value.stringValue
+        {
+            return text.isEmpty ? nil : (text.hasPrefix("/") ? text : GatewayConfig.Intercept.defaultGuardFile)
+        }
+        return GatewayConfig.Intercept.defaultGuardFile
+    }
+
     /// What a stopped or killed gateway leaves behind, removed in one transaction. Works
     /// with a missing or broken config (the TPROXY routing then uses the defaults).
     private func removeEverything() throws {
@@ -86,6 +136,17 @@ struct RulesCommand: ParsableCommand {
             // Absent unless a tproxy gateway was killed: a failure here means nothing to remove.
             try? IPRoute.run(delete)
         }
-        print("removed: nftables tables inet \(Ruleset.tableName) and inet \(Ruleset.guardTableName), TPROXY routing (mark 0x\(String(intercept.tproxyMark, radix: 16)), table \(intercept.tproxyTable))")
+        var saved = ""
+        if let path = Self.guardFile(config), FileManager.default.fileExists(atPath: path) {
+            // Or the boot-time restore would put the guard back after the next reboot.
+            do {
+                try FileManager.default.removeItem(atPath: path)
+                saved = ", the saved guard \(path)"
+            } catch {
+                FileHandle.standardError.write(Data("tlsgate rules --remove: cannot delete the saved guard \(path): \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+        print("removed: nftables tables inet \(Ruleset.tableName) and inet \(Ruleset.guardTableName), TPROXY routing (mark 0x\(String(intercept.tproxyMark, radix: 16)), table \(intercept.tproxyTable))\(saved)")
     }
 }

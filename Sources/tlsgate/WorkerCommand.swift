@@ -44,6 +44,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: ArgumentHelp("How long open connections may finish after SIGTERM, e.g. 30s.", valueName: "duration"))
     var drainTimeout: String = "30s"
 
+    @Flag(help: "Do not install the seccomp syscall filter (debugging only; the supervisor never passes this).")
+    var noSeccomp = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -66,7 +69,9 @@ struct WorkerCommand: ParsableCommand {
     }
 
     func run() throws {
-        // No capability, and no way to regain one, before the first untrusted byte.
+        // The supervisor spawns workers with no capability at all; say so if one came along.
+        let inheritedCapabilities = Privileges.holdsAnyCapability
+        // No capability, no way to regain one, not dumpable, before the first untrusted byte.
         do {
             try Privileges.dropAllForWorker()
         } catch {
@@ -118,13 +123,30 @@ struct WorkerCommand: ParsableCommand {
             worker = try Worker(policy: loaded, options: options, logger: logger)
         } catch {
             FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+            Self.report(.failed("\(error)"), on: controlFd)
             throw ExitCode(2)
+        }
+        // The policy, its TLS context and the event loop threads are set up: from here on
+        // the worker only accepts, connects and relays. The filter is in force on every
+        // thread before the first connection is accepted.
+        let dumpable = Privileges.isDumpable  // prctl is not on the filter's list
+        if !noSeccomp {
+            do {
+                try SyscallFilter.installForWorker()
+            } catch {
+                FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+                Self.report(.failed("\(error)"), on: controlFd)
+                throw ExitCode(1)
+            }
         }
         let address: SocketAddress
         do {
-            address = try worker.start()
+            // Under the supervisor it accepts only once told to (after its predecessor on
+            // the same socket stopped); run by hand it accepts at once.
+            address = try worker.start(accepting: controlFd == nil)
         } catch {
             FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+            Self.report(.failed("\(error)"), on: controlFd)
             throw ExitCode(1)
         }
         // Every line about this worker's life says which worker it is.
@@ -137,7 +159,12 @@ struct WorkerCommand: ParsableCommand {
                 "listen": "\(address.logText)", "open_files_limit": "\(fileLimit)",
                 "mode": "\(transparent ? "tproxy" : "redirect")",
                 "threads": "\(options.threads)", "cpus": "\(cpus)",
+                "inherited_capabilities": "\(inheritedCapabilities ? "some" : "none")",
+                "dumpable": "\(dumpable)", "seccomp": "\(noSeccomp ? "off" : "on")",
             ]) { $1 })
+        // The supervisor retires the worker this one replaces only after this line, and
+        // answers `accept` once that one has stopped accepting.
+        Self.report(.ready, on: controlFd)
 
         let stopped = DispatchSemaphore(value: 0)
         // Signals and the control pipe can race (two SIGTERMs, SIGTERM then the supervisor
@@ -158,7 +185,7 @@ struct WorkerCommand: ParsableCommand {
                 logger.info(
                     "worker stopping",
                     metadata: identity.merging(["signal": "\(sig)", "open_connections": "\(worker.activeConnections)"]) { $1 })
-                let cut = worker.shutdown()
+                let cut = worker.shutdown(stoppedAccepting: { Self.report(.draining, on: controlFd) })
                 logger.info("worker stopped", metadata: identity.merging(["cut_connections": "\(cut)"]) { $1 })
                 stopped.signal()
             }
@@ -166,12 +193,22 @@ struct WorkerCommand: ParsableCommand {
             sources.append(source)
         }
         if let controlFd {
-            // The supervisor holds the other end: EOF means it is gone, and so must we be.
+            // The supervisor holds the other end: `accept` lets this worker accept; EOF means
+            // the supervisor is gone, and so must we be.
             Thread.detachNewThread {
                 var byte: UInt8 = 0
+                var line: [UInt8] = []
                 while true {
                     let n = read(controlFd, &byte, 1)
-                    if n == 0 || (n < 0 && errno != EINTR) { break }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    line.append(byte)
+                    guard byte == 0x0a else {
+                        if line.count > 64 { line.removeAll() }
+                        continue
+                    }
+                    if line == WorkerReport.acceptLine { worker.beginAccepting() }
+                    line.removeAll()
                 }
                 guard firstStop() else { return }
                 logger.warning(
@@ -184,6 +221,13 @@ struct WorkerCommand: ParsableCommand {
         }
         stopped.wait()
         _ = sources
+    }
+
+    /// Tells the supervisor (the other end of the control channel) how the start went.
+    static func report(_ report: WorkerReport, on fd: Int32?) {
+        guard let fd else { return }
+        let line = report.line
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
     /// Reads one JSON line from `fd`.

@@ -418,14 +418,18 @@ def worker(lab, pki, worker_bin, tmp_path, request):
 @pytest.fixture
 def plain_client(lab):
     """plain_client(host, port=80, nbytes=1024, connections=1, timeout=30, expect_prefix=None,
-    read_delay=0, hold=0, send_over=0, background=False) -> list of result dicts (one per connection), run
-    in the client namespace. background=True returns a callable that waits for the results."""
+    read_delay=0, hold=0, send_over=0, background=False, half_close=False) -> list of result dicts (one per
+    connection), run in the client namespace. The client keeps its side open and closes once the whole echo
+    is back, as real clients do; half_close=True (or hold) half-closes after sending, for the tests about
+    half-close. background=True returns a callable that waits for the results."""
 
     def run(host, port=80, nbytes=1024, connections=1, timeout=30.0, expect_prefix=None, read_delay=0.0,
-            hold=0.0, send_over=0.0, background=False):
+            hold=0.0, send_over=0.0, background=False, half_close=False):
         argv = [PY, PLAIN_CLIENT, host, str(port), "--bytes", str(nbytes),
                 "--connections", str(connections), "--timeout", str(timeout),
                 "--read-delay", str(read_delay), "--hold", str(hold)]
+        if half_close:
+            argv.append("--half-close")
         if send_over:
             argv += ["--send-over", str(send_over)]
         if expect_prefix is not None:
@@ -458,8 +462,7 @@ def plain_client(lab):
 # --------------------------------------------------------------------------- gateway (`tlsgate run`)
 #
 # The supervisor in the gw namespace, started as root and switching to the account
-# "tlsgate" (CAP_NET_ADMIN only). Used by test_gateway.py. (test_supervisor.py still has
-# its own fixtures of the same names, which take precedence in that module.)
+# "tlsgate" (CAP_NET_ADMIN only). Used by test_gateway.py, test_fail_closed.py, test_chaos.py.
 
 GATEWAY_ACCOUNT = "tlsgate"
 
@@ -652,12 +655,13 @@ def gateway(lab, gateway_dir, request):
     args=(), from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s") -> Gateway running
     `tlsgate run` in the gw namespace (stderr to a file, attached to the report).
     `extra` is appended to the config after the [workers] table, `intercept_extra` to [intercept].
+    `binary` runs another copy of tlsgate (the supervisor spawns its workers from that path).
     Teardown on every path: SIGTERM (then SIGKILL) the supervisor, SIGKILL any worker it
     left, delete the inet tlsgate table and the TPROXY routing rules."""
     running = []
 
     def start(policies, mode="redirect", user=GATEWAY_ACCOUNT, extra="", wait=True, args=(),
-              from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", intercept_extra=""):
+              from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", intercept_extra="", binary=None):
         for name, text in policies.items():
             (gateway_dir / "policies" / ("%s.toml" % name)).write_text(text)
         for f in (gateway_dir / "policies").iterdir():
@@ -670,13 +674,13 @@ def gateway(lab, gateway_dir, request):
         (gateway_dir / "tlsgate.toml").chmod(0o644)
         log_path = gateway_dir / ("gateway-%d.log" % len(running))
         with open(log_path, "wb") as logf:
-            proc = _popen(lab.exec_argv(lab.gw, [TLSGATE_BIN, "run", "--config", gateway_dir / "tlsgate.toml"]
+            proc = _popen(lab.exec_argv(lab.gw, [binary or TLSGATE_BIN, "run", "--config", gateway_dir / "tlsgate.toml"]
                                         + list(args)),
                           stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
         g = Gateway(lab, proc, log_path, gateway_dir)
         running.append(g)
         if wait:
-            # The supervisor logs "gateway started" once it has spawned the workers; each
+            # The supervisor logs "gateway started" once every worker reported ready; each
             # worker logs "worker listening" once it has dropped its privileges.
             g.wait_log("gateway started")
             g.wait_workers_listening()

@@ -4,12 +4,14 @@
 Run in the lab's client namespace:
   ip netns exec tg-client /usr/bin/python3 plain_client.py HOST PORT \
       [--bytes N] [--connections K] [--timeout S] [--expect-prefix TEXT] [--read-delay S] [--hold S]
-      [--send-over S]
+      [--send-over S] [--half-close]
 
 For each of K concurrent connections: connects, sends N random bytes (from a sender
 thread, so the echo can flow back meanwhile; with --send-over S in 10 pieces spread over
-S seconds, a slow talker), half-closes (shutdown(SHUT_WR)), reads
-everything until EOF, and prints one JSON object per line:
+S seconds, a slow talker), and reads the echo while keeping its side open, as a real client
+does: it closes once it has everything back (the expected prefix + N bytes), or when the
+gateway ends the connection. Only with --half-close (or --hold) does it half-close
+(shutdown(SHUT_WR)) after sending and read until EOF. Prints one JSON object per line:
   {"sent_sha256", "recv_sha256", "recv_len", "sent_len", "error", "recv_end_s", ...}
 (recv_end_s: seconds from connect until the receive side ended).
 With --expect-prefix, the received bytes must start with TEXT: "prefix_ok" tells
@@ -26,7 +28,7 @@ import threading
 import time
 
 
-def one(host, port, nbytes, deadline, prefix, read_delay=0.0, hold=0.0, send_over=0.0):
+def one(host, port, nbytes, deadline, prefix, read_delay=0.0, hold=0.0, send_over=0.0, half_close=False):
     res = {"sent_len": 0, "recv_len": 0, "sent_sha256": None, "recv_sha256": None, "error": None}
     data = os.urandom(nbytes)
     res["sent_sha256"] = hashlib.sha256(data).hexdigest()
@@ -60,7 +62,8 @@ def one(host, port, nbytes, deadline, prefix, read_delay=0.0, hold=0.0, send_ove
                 # Keep the connection open (idle) before half-closing; stop waiting if
                 # the gateway ends the connection meanwhile.
                 recv_done.wait(min(hold, max(0.0, deadline - time.monotonic())))
-            s.shutdown(socket.SHUT_WR)
+            if half_close or hold > 0:
+                s.shutdown(socket.SHUT_WR)
         except OSError as e:
             send_err.append("send: %s" % e)
 
@@ -69,8 +72,11 @@ def one(host, port, nbytes, deadline, prefix, read_delay=0.0, hold=0.0, send_ove
     if read_delay > 0:
         # A slow reader: the echo piles up in the gateway, which must apply back-pressure.
         time.sleep(min(read_delay, max(0.0, deadline - time.monotonic())))
+    # Without a half-close the client knows it is done when the whole echo is back.
+    expected = None if (half_close or hold > 0) else nbytes + (len(prefix.encode()) if prefix is not None else 0)
+    received = 0
     try:
-        while True:
+        while expected is None or received < expected:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise socket.timeout("overall timeout")
@@ -79,6 +85,7 @@ def one(host, port, nbytes, deadline, prefix, read_delay=0.0, hold=0.0, send_ove
             if not b:
                 break
             chunks.append(b)
+            received += len(b)
     except OSError as e:
         res["error"] = "recv: %s" % e
     res["recv_end_s"] = round(time.monotonic() - t_connected, 3)
@@ -109,7 +116,9 @@ def main():
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--expect-prefix", default=None)
     p.add_argument("--hold", type=float, default=0.0,
-                   help="seconds to stay idle after sending, before the half-close")
+                   help="seconds to stay idle after sending, before the half-close (implies --half-close)")
+    p.add_argument("--half-close", action="store_true",
+                   help="shutdown(SHUT_WR) after sending and read until EOF (tests about half-close)")
     p.add_argument("--read-delay", type=float, default=0.0,
                    help="seconds to wait before reading the echo (back-pressure)")
     p.add_argument("--send-over", type=float, default=0.0,
@@ -120,7 +129,7 @@ def main():
 
     def run(i):
         results[i] = one(args.host, args.port, args.bytes, deadline, args.expect_prefix, args.read_delay, args.hold,
-                         args.send_over)
+                         args.send_over, args.half_close)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(args.connections)]
     for t in threads:

@@ -268,3 +268,47 @@ def test_a_file_the_workers_cannot_read_is_a_config_error_not_a_crash_loop(lab, 
     secret.chmod(0o640)
     g2 = gateway({"web": policy})
     assert "gateway started" in g2.log()
+
+
+def test_the_saved_guard_comes_back_after_a_reboot_even_with_a_broken_config(
+        lab, tls_server, plain_listener, gateway, gateway_dir, tlsgate_account):
+    """The kernel forgets the guard at reboot. The gateway saves it ([intercept] guard_file)
+    and `tlsgate rules --restore-guard` (the boot unit, and ExecStartPre) puts it back, even
+    when the config has since been broken so that `run` would refuse to start."""
+    tls_server("good", "198.19.0.20")
+    listener = plain_listener("198.19.0.20")
+    state = gateway_dir / "state"
+    state.mkdir()
+    os.chown(state, tlsgate_account.pw_uid, tlsgate_account.pw_gid)
+    guard_file = state / "guard.nft"
+    g = gateway({"web": gateway_policy(["198.19.0.20/32"], gateway_dir / "root.pem")},
+                intercept_extra='guard_file = "%s"\n' % guard_file)
+    assert guard_file.exists(), g.log()
+    assert (guard_file.stat().st_mode & 0o777) == 0o600
+    g.proc.send_signal(signal.SIGTERM)
+    assert g.proc.wait(timeout=30) == 0, g.log()
+    # "Reboot": the kernel has no table any more; the config is broken meanwhile.
+    lab.run(lab.gw, ["nft", "delete", "table", "inet", "tlsgate_guard"])
+    assert g.guard() is None
+    config = gateway_dir / "tlsgate.toml"
+    config.write_text(config.read_text() + "\nthis is not toml =\n")
+    assert connect(lab, "198.19.0.20")["outcome"] == "connected", "without the guard the lab forwards"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not listener.accepted():
+        time.sleep(0.1)
+    seen = len(listener.accepted())
+    assert seen == 1
+    r = lab.run(lab.gw, [TLSGATE_BIN, "rules", "--restore-guard", "--config", config], check=False)
+    assert r.returncode == 0 and "restored" in r.stdout, r.stdout + r.stderr
+    assert g.guard() is not None and "198.19.0.20" in g.guard()
+    res = connect(lab, "198.19.0.20")
+    assert res["outcome"] == "refused", res
+    time.sleep(0.2)
+    assert len(listener.accepted()) == seen, listener.accepted()
+    # A tampered file that names another table is refused.
+    guard_file.write_text(guard_file.read_text() + "table inet filter { }\n")
+    bad = lab.run(lab.gw, [TLSGATE_BIN, "rules", "--restore-guard", "--config", config], check=False)
+    assert bad.returncode == 1 and "names another table" in bad.stderr, bad.stdout + bad.stderr
+    # Out of service: --remove deletes the saved guard too, so no reboot brings it back.
+    remove_rules(lab, gateway_dir)
+    assert not guard_file.exists()

@@ -102,16 +102,15 @@ def test_crlf_in_a_certificate_san_cannot_forge_a_log_line(lab, pki, tls_server,
 
 def test_host_header_with_cr_and_esc_gives_one_400_line(lab, pki, tls_server, worker, redirect, listen_port):
     tls_server("good", "198.19.0.10")
-    # policy_toml has no allowed_names parameter: it rides in on server_name's line.
-    w = worker(listen_port, networks=["198.19.0.10/32"],
-               server_name='http-host"\nallowed_names = ["good.test"]\non_failure = "close')
+    w = worker(listen_port, networks=["198.19.0.10/32"], server_name="http-host",
+               upstream_extra='allowed_names = ["good.test"]\non_failure = "close"\n')
     redirect(listen_port)
     # No ":" in it (that would make it a malformed port): the CR and ESC reach the detail.
     request = b"GET / HTTP/1.1\r\nHost: good\rtest\x1b[2Jwarning forged result=ok\r\n\r\n"
-    # Half-close after the request (what the http-host sniffer needs today), read to EOF.
+    # A real client: sends the request, keeps its side open, reads until the gateway closes.
     client = ("import socket,sys\n"
               "s = socket.create_connection(('198.19.0.10', 80), timeout=10)\n"
-              "s.sendall(sys.stdin.buffer.read()); s.shutdown(socket.SHUT_WR)\n"
+              "s.sendall(sys.stdin.buffer.read())\n"
               "data = b''\n"
               "for _ in range(100):\n"
               "    chunk = s.recv(65536)\n"

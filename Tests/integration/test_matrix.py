@@ -212,9 +212,13 @@ def gate(lab, worker_bin, mpki, servers, tmp_path, listen_port, redirect, reques
         request.node.add_report_section("teardown", "worker log", w.policy_path.read_text() + "\n" + w.log_text())
 
 
-def connect(lab, address, payload=PAYLOAD, timeout=10):
-    r = lab.run(lab.client, [PY, CLIENT, address, "80", payload.hex(), "--timeout", str(timeout)],
-                timeout=timeout + 15)
+def connect(lab, address, payload=PAYLOAD, timeout=10, expect=None):
+    """The client sends payload and keeps its side open; with expect it closes once that many
+    bytes came back (the server echoes), else it reads until the gateway ends the connection."""
+    argv = [PY, CLIENT, address, "80", payload.hex(), "--timeout", str(timeout)]
+    if expect is not None:
+        argv += ["--expect-bytes", str(expect)]
+    r = lab.run(lab.client, argv, timeout=timeout + 15)
     res = json.loads(r.stdout)
     res["recv"] = bytes.fromhex(res.pop("recv_hex"))
     return res
@@ -239,8 +243,8 @@ def detail_has(rec, wanted):
 
 def expect_relayed(lab, w, address, payload=PAYLOAD, sni="good.test"):
     """The client gets its bytes back from the server's echo, over verified TLS."""
-    res = connect(lab, address, payload)
-    assert res["recv"] == payload and res["end"] == "eof", (res, w.log_text())
+    res = connect(lab, address, payload, expect=len(payload))
+    assert res["recv"] == payload and res["end"] == "complete", (res, w.log_text())
     rec = the_record(w)
     assert (rec.get("result"), rec.get("reason")) == ("ok", "completed"), rec
     assert rec.get("dst") == "%s:80" % address and rec.get("upstream") == "%s:%d" % (address, TLS_PORT), rec

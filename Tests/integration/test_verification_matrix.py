@@ -153,17 +153,21 @@ def gate(lab, tmp_path, listen_port, redirect):
 
 
 def exchange(lab, address, payload=b"hello through tlsgate\n", timeout=10):
-    """Plain TCP from the client namespace: send, half-close, read all. Returns the bytes."""
+    """Plain TCP from the client namespace, as a real client: send and keep the write side
+    open; stop once the server's echo of the payload is complete, or when the other end
+    closes (an HTTP answer from s_server -www, a refusal). Returns the bytes."""
     code = ("import socket,sys\n"
+            "p=bytes.fromhex(sys.argv[2])\n"
             "s=socket.create_connection((sys.argv[1],80),timeout=%d)\n"
             "d=b''\n"
             "try:\n"
-            "    s.sendall(bytes.fromhex(sys.argv[2])); s.shutdown(socket.SHUT_WR)\n"
-            "    while True:\n"
+            "    s.sendall(p)\n"
+            "    while d != p:\n"
             "        b=s.recv(65536)\n"
             "        if not b: break\n"
             "        d+=b\n"
             "except OSError: pass\n"
+            "s.close()\n"
             "sys.stdout.write(d.hex())\n" % timeout)
     r = lab.run(lab.client, [PY, "-c", code, address, payload.hex()], timeout=timeout + 10)
     return bytes.fromhex(r.stdout.strip())

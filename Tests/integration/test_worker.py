@@ -3,9 +3,12 @@
 Each test checks both what the plain-text client saw and the reason in the worker's
 one-line connection log.
 """
+import subprocess
 import time
 
 import pytest
+
+from conftest import PY, _popen, _stop_process
 
 MiB = 1024 * 1024
 
@@ -165,7 +168,7 @@ def test_half_close_with_server_greeting(lab, tls_server, worker, redirect, plai
     tls_server("good", "198.19.0.18", greeting=greeting)
     w = worker(listen_port, networks=["198.19.0.18/32"])
     redirect(listen_port)
-    (r,) = plain_client("198.19.0.18", 80, nbytes=256 * 1024, timeout=30, expect_prefix=greeting)
+    (r,) = plain_client("198.19.0.18", 80, nbytes=256 * 1024, timeout=30, expect_prefix=greeting, half_close=True)
     assert r["error"] is None, r
     assert r["prefix_ok"], r
     assert r["recv_len"] == len(greeting) + 256 * 1024, r
@@ -300,7 +303,7 @@ def test_short_request_immediate_half_close(lab, tls_server, worker, redirect, p
     w = worker(listen_port, networks=["198.19.0.25/32"])
     redirect(listen_port)
     for i in range(3):
-        (r,) = plain_client("198.19.0.25", 80, nbytes=nbytes, timeout=10)
+        (r,) = plain_client("198.19.0.25", 80, nbytes=nbytes, timeout=10, half_close=True)
         assert r["error"] is None and r["recv_len"] == nbytes and r["recv_sha256"] == r["sent_sha256"], \
             "attempt %d: %r" % (i + 1, r)
     recs = w.wait_connections(3)
@@ -371,3 +374,95 @@ def test_pending_connects_are_bounded_and_cancelled(lab, worker, redirect, liste
             client.kill()
             client.wait(timeout=5)
         lab.run(lab.server, ["nft", "delete", "table", "inet", "tlsgate_test_blackhole"], check=False)
+
+
+HOSTILE_AFTER_CLOSE_NOTIFY = r'''
+# A hostile TLS server: handshake, close_notify, then MiB of raw bytes on the same TCP
+# connection (memory BIOs, so the close_notify goes out without waiting for the peer's).
+import socket, ssl, sys, time
+cert, key, bind, mib = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((bind, 443)); srv.listen(4); print("ready", flush=True)
+srv.settimeout(60)
+c, _ = srv.accept(); c.settimeout(30)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ctx.wrap_bio(inc, out, server_side=True)
+while True:
+    try:
+        obj.do_handshake(); break
+    except ssl.SSLWantReadError:
+        if out.pending: c.sendall(out.read())
+        data = c.recv(65536)
+        if not data: sys.exit(1)
+        inc.write(data)
+if out.pending: c.sendall(out.read())
+try:
+    obj.unwrap()
+except ssl.SSLWantReadError:
+    pass
+c.sendall(out.read())                       # close_notify
+junk = b"\x17\x03\x03\x40\x00" + b"\xaa" * 16379   # looks like application-data records
+sent, t0 = 0, time.monotonic()
+try:
+    while sent < mib << 20 and time.monotonic() - t0 < 60:
+        c.sendall(junk); sent += len(junk)
+except OSError:
+    pass
+print("sent %d" % sent, flush=True)
+time.sleep(1)
+'''
+
+
+def _rss_kib(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_bytes_after_close_notify_do_not_grow_memory(lab, pki, worker, redirect, listen_port):
+    """Item 9 of the fail-closed issue: after the server's close_notify, 100 MiB more bytes
+    from it must not pile up in the worker (they are dropped, or the kernel's window stops
+    them); the client keeps its side open meanwhile."""
+    p = _popen(lab.exec_argv(lab.server, [PY, "-c", HOSTILE_AFTER_CLOSE_NOTIFY, pki / "good-chain.pem",
+                                          pki / "good.key", "198.19.0.26", "100"]),
+               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert b"ready" in p.stdout.readline()
+        w = worker(listen_port, networks=["198.19.0.26/32"])
+        redirect(listen_port)
+        wpid = w.proc.pid   # `ip netns exec` execs the worker in place
+        before = _rss_kib(wpid)
+        client = ("import socket,sys,time\n"
+                  "s=socket.create_connection(('198.19.0.26',80),timeout=90)\n"
+                  "s.sendall(b'hello')\n"
+                  "n=0\n"
+                  "t=time.monotonic()\n"
+                  "while time.monotonic()-t<90:\n"
+                  "    b=s.recv(65536)\n"
+                  "    if not b: break\n"
+                  "    n+=len(b)\n"
+                  "print(n, flush=True)\n"
+                  "time.sleep(float(sys.argv[1]))\n"   # keeps its side open after the FIN
+                  "s.close()\n")
+        c = _popen(lab.exec_argv(lab.client, [PY, "-c", client, "40"]), stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE)
+        peak = before
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and p.poll() is None:
+            peak = max(peak, _rss_kib(wpid))
+            time.sleep(0.2)
+        out = p.stdout.read().decode()
+        got = c.stdout.readline().decode().strip()
+        _stop_process(c)
+        assert "sent" in out, out
+        sent = int(out.split()[-1])
+        # The server wrote 100 MiB after its close_notify (or the kernel stopped it: then
+        # the worker did not read them, which is bounded too).
+        print("sent after close_notify: %d bytes; worker RSS %d -> peak %d KiB" % (sent, before, peak))
+        assert got == "0", "the client got %s bytes after the server's close_notify" % got
+        assert peak - before < 16 * 1024, "worker RSS grew by %d KiB while the server sent %d bytes after " \
+            "close_notify" % (peak - before, sent)
+    finally:
+        _stop_process(p)

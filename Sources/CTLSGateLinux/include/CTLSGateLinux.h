@@ -35,9 +35,21 @@ int tg_linux_caps_have_sys_admin(void);
 
 // Starts `path` (a fresh exec: never fork without exec in a threaded process) with the
 // descriptors fds[0..nfds) placed at 3, 4, …, every other descriptor above 2 closed,
-// all signals at their default disposition and none blocked.
+// all signals at their default disposition and none blocked, and an empty ambient
+// capability set (so the child starts with no capability). The descriptors may have any
+// numbers (a source at 200 is not overwritten by another one's temporary copy).
 // Returns the child's pid, or -1 with errno set.
 int tg_linux_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds);
+
+// The calling thread's ambient capabilities as a mask (bit n = capability n).
+unsigned long long tg_linux_ambient_caps(void);
+// 1 when any capability is in the permitted, effective or ambient set, 0 when none, -1 on error.
+int tg_linux_caps_any_held(void);
+// prctl(PR_SET_DUMPABLE) / prctl(PR_GET_DUMPABLE).
+int tg_linux_set_dumpable(int on);
+int tg_linux_get_dumpable(void);
+// socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): the supervisor's two-way control channel.
+int tg_linux_socketpair_cloexec(int fds[2]);
 
 // pipe2(fds, O_CLOEXEC) (pipe2 is not visible to Swift without _GNU_SOURCE).
 int tg_linux_pipe_cloexec(int fds[2]);
@@ -61,5 +73,12 @@ int tg_linux_readable_as(const char *path, unsigned int uid, unsigned int gid);
 
 // The number of CPUs in this process's affinity mask (sched_getaffinity), or -1 with errno set.
 int tg_linux_affinity_cpu_count(void);
+
+// Installs the workers' seccomp allow-list (libseccomp) on every thread of the process;
+// any other syscall kills the process (SIGSYS). Needs no_new_privs or CAP_SYS_ADMIN.
+// Returns 0 or -1 with errno set.
+int tg_linux_seccomp_install_worker(void);
+// A syscall the worker filter forbids (kill(getppid(), 0)), for `tlsgate seccomp-selftest`.
+int tg_linux_seccomp_selftest_forbidden_call(void);
 
 #endif

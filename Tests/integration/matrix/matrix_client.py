@@ -1,11 +1,13 @@
 #!/usr/bin/python3
 """Plain-TCP client for Tests/integration/test_matrix.py (stdlib only).
 
-  matrix_client.py HOST PORT PAYLOAD_HEX [--timeout S] [--no-half-close]
+  matrix_client.py HOST PORT PAYLOAD_HEX [--timeout S] [--expect-bytes N] [--half-close]
 
-Connects, sends PAYLOAD, half-closes (unless --no-half-close), reads until the gateway ends
-the connection, and prints one JSON object: {"recv_hex", "end": "eof"|"reset"|"timeout"|
-"error", "error", "seconds"}. Bounded by --timeout.
+Connects, sends PAYLOAD and keeps its side open, as a real client does. With --expect-bytes N
+it closes once N bytes came back ("end": "complete"); otherwise (or if the gateway ends the
+connection first) it reads until the gateway ends it. --half-close half-closes after sending
+(tests about half-close). Prints one JSON object: {"recv_hex", "end": "complete"|"eof"|
+"reset"|"timeout"|"error", "error", "seconds"}. Bounded by --timeout.
 """
 import argparse
 import errno
@@ -21,7 +23,9 @@ def main():
     p.add_argument("port", type=int)
     p.add_argument("payload_hex")
     p.add_argument("--timeout", type=float, default=10.0)
-    p.add_argument("--no-half-close", action="store_true")
+    p.add_argument("--expect-bytes", type=int, default=None)
+    p.add_argument("--half-close", action="store_true")
+    p.add_argument("--no-half-close", action="store_true", help="the default; kept for old callers")
     a = p.parse_args()
     t0 = time.monotonic()
     deadline = t0 + a.timeout
@@ -29,9 +33,12 @@ def main():
     try:
         s = socket.create_connection((a.host, a.port), timeout=a.timeout)
         s.sendall(bytes.fromhex(a.payload_hex))
-        if not a.no_half_close:
+        if a.half_close:
             s.shutdown(socket.SHUT_WR)
         while True:
+            if a.expect_bytes is not None and len(got) >= a.expect_bytes:
+                end = "complete"
+                break
             s.settimeout(max(0.05, deadline - time.monotonic()))
             b = s.recv(65536)
             if not b:

@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+
+@testable import TLSGateSystem
+
+@Suite struct ProcessSpawnerTests {
+    /// Waits (bounded) for `pid` and returns its exit.
+    func wait(_ pid: pid_t) -> ProcessSpawner.Exit? {
+        for _ in 0..<500 {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                return status & 0x7f == 0 ? .exited((status >> 8) & 0xff) : .signaled(status & 0x7f)
+            }
+            usleep(10_000)
+        }
+        kill(pid, SIGKILL)
+        return nil
+    }
+
+    /// Moves `fd` to exactly `number` (close-on-exec), closing the original.
+    func move(_ fd: Int32, to number: Int32) -> Int32 {
+        #expect(dup2(fd, number) == number)
+        _ = fcntl(number, F_SETFD, FD_CLOEXEC)
+        close(fd)
+        return number
+    }
+
+    var pipes: (inRead: Int32, inWrite: Int32, outRead: Int32, outWrite: Int32) {
+        let a = try! ProcessSpawner.makePipe()
+        let b = try! ProcessSpawner.makePipe()
+        return (a.read, a.write, b.read, b.write)
+    }
+
+    /// The child copies descriptor 4 to descriptor 3: the bytes arrive only if each
+    /// descriptor landed where it belongs.
+    @Test(arguments: [(Int32(200), Int32(201)), (201, 200), (3, 4), (4, 3), (200, 5), (5, 200)])
+    func descriptorsLandWhateverTheirNumbers(output outNumber: Int32, input inNumber: Int32) throws {
+        // Above the temporary range the spawner once used (200 + i), and the swaps.
+        let p = pipes
+        // Park everything out of the way first, so that the moves below overwrite nothing.
+        let parked = [p.inRead, p.inWrite, p.outRead, p.outWrite].map { fcntl($0, F_DUPFD_CLOEXEC, 300) }
+        for fd in [p.inRead, p.inWrite, p.outRead, p.outWrite] { close(fd) }
+        let input = move(parked[0], to: inNumber)
+        let output = move(parked[3], to: outNumber)
+        let pid = try ProcessSpawner.spawn(
+            path: "/bin/sh", arguments: ["sh", "-c", "cat <&4 >&3"], environment: ["PATH=/usr/bin:/bin"],
+            descriptors: [output, input])
+        close(input)
+        close(output)
+        let message = Array("descriptor test \(outNumber) \(inNumber)\n".utf8)
+        #expect(write(parked[1], message, message.count) == message.count)
+        close(parked[1])
+        var got: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            let n = read(parked[2], &buffer, buffer.count)
+            if n <= 0 { break }
+            got += buffer[0..<n]
+        }
+        close(parked[2])
+        #expect(wait(pid) == .exited(0))
+        #expect(got == message)
+    }
+}

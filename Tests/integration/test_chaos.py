@@ -1,0 +1,192 @@
+"""Chaos under load, in the namespace lab: each scenario bounded in time, printing one line
+of figures (`chaos <scenario>: key=value ...`). `Scripts/chaos.sh` runs this module with
+`-s` so the lines show; `CHAOS_PROFILE=long` (`Scripts/chaos.sh --long`) scales it up. The
+short profile runs with the rest of the integration tests.
+
+Needs root, network namespaces and nftables (conftest: skipped elsewhere, failed under CI).
+"""
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+
+from conftest import PY, _popen, _stop_process, gateway_policy, pid_alive
+from test_fail_closed import plain_listener  # noqa: F401  (a fixture)
+
+LONG = os.environ.get("CHAOS_PROFILE") == "long"
+LOOPS = 64 if LONG else 16
+
+# N concurrent loops of short connections for D seconds; each request sends 1 KiB to the
+# echo server through the gateway and checks it comes back whole. Prints one JSON object:
+# counts and, for every request, [t0, t1, outcome] (CLOCK_MONOTONIC is system-wide, so
+# comparable with the test's kill times).
+LOAD = textwrap.dedent("""
+    import json, socket, sys, threading, time
+    host, loops, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    records, lock = [], threading.Lock()
+    end = time.monotonic() + seconds
+    def loop(n):
+        i = 0
+        while time.monotonic() < end:
+            payload = bytes([(n + i) % 251]) * 1024
+            i += 1
+            t0 = time.monotonic()
+            try:
+                s = socket.create_connection((host, 80), timeout=10)
+            except ConnectionRefusedError:
+                out = "refused"
+            except OSError:
+                out = "failed"
+            else:
+                try:
+                    s.settimeout(10)
+                    s.sendall(payload)
+                    s.shutdown(socket.SHUT_WR)
+                    got = b""
+                    while True:
+                        b = s.recv(65536)
+                        if not b:
+                            break
+                        got += b
+                    out = "ok" if got == payload else "failed"
+                except OSError:
+                    out = "failed"
+                finally:
+                    s.close()
+            with lock:
+                records.append([t0, time.monotonic(), out])
+    threads = [threading.Thread(target=loop, args=(n,)) for n in range(loops)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    print(json.dumps({"records": records}))
+""")
+
+
+def start_load(lab, host, loops, seconds):
+    proc = _popen(lab.exec_argv(lab.client, [PY, "-c", LOAD, host, str(loops), str(seconds)]),
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def finish():
+        try:
+            out, err = proc.communicate(timeout=seconds + 60)
+        finally:
+            _stop_process(proc)
+        assert out.strip(), err.decode(errors="replace")
+        return json.loads(out)["records"]
+    return finish
+
+
+def counts(records):
+    out = {"ok": 0, "refused": 0, "failed": 0}
+    for _, _, outcome in records:
+        out[outcome] += 1
+    return out
+
+
+def test_chaos_kill_9_worker_20_times_under_load(lab, tls_server, gateway, gateway_dir):
+    kills = 20
+    tls_server("good", "198.19.0.10")
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], gateway_dir / "root.pem")},
+                extra='crash_limit = 1000\nrestart_delay = "0s"\nrestart_delay_max = "100ms"\n')
+    finish = start_load(lab, "198.19.0.10", LOOPS, 4 + kills * 0.6)
+    time.sleep(1.5)
+    windows = []
+    for k in range(kills):
+        pid = g.worker_for("web")
+        t0 = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        windows.append((t0, time.monotonic()))
+        g.wait_records("worker ready", k + 2, policy="web", timeout=20)
+        time.sleep(0.4)
+    records = finish()
+    c = counts(records)
+    lost = [r for r in records if r[2] == "failed"]
+    in_flight = [r for r in records if any(r[0] <= b and r[1] >= a for a, b in windows)]
+    lost_outside = [r for r in lost if not any(r[0] <= b and r[1] >= a for a, b in windows)]
+    print("\nchaos kill-9-worker: kills=%d loops=%d requests=%d ok=%d refused=%d lost=%d in_flight_at_kills=%d"
+          " lost_outside_kills=%d" % (kills, LOOPS, len(records), c["ok"], c["refused"], c["failed"],
+                                     len(in_flight), len(lost_outside)))
+    assert c["refused"] == 0, c
+    assert not lost_outside, lost_outside
+    assert c["failed"] <= len(in_flight), (c, len(in_flight))
+    assert c["ok"] > 0
+
+
+BROKEN = '[match]\nnetworks = ["198.19.0.10/33"]\nport = 80\n'
+
+
+def test_chaos_sighup_50_times_under_load_alternating_valid_and_invalid(lab, tls_server, gateway, gateway_dir):
+    hups = 50
+    tls_server("good", "198.19.0.10")
+    ca = gateway_dir / "root.pem"
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca)})
+    policy = gateway_dir / "policies" / "web.toml"
+    finish = start_load(lab, "198.19.0.10", LOOPS, 3 + hups * 0.5)
+    time.sleep(1.0)
+    valid = invalid = 0
+    t_start = time.monotonic()
+    for i in range(hups):
+        if i % 2 == 0:
+            # A real change each time: a new worker must take over.
+            policy.write_text(gateway_policy(["198.19.0.10/32"], ca, connect_timeout="%ds" % (4 + (i // 2) % 2)))
+            valid += 1
+            g.hup()
+            g.wait_records("reloaded", valid, timeout=30)
+        else:
+            policy.write_text(BROKEN)
+            invalid += 1
+            g.hup()
+            g.wait_records("reload refused", invalid, timeout=30)
+        time.sleep(0.2)
+    elapsed = time.monotonic() - t_start
+    # The policy is valid again at the end (the last SIGHUP was a broken one: nothing changed).
+    records = finish()
+    c = counts(records)
+    started = len(g.worker_pids("web"))
+    failed_reloads = [r for r in g.records("reloaded") if r.get("failed")]
+    print("\nchaos sighup-50: hups=%d valid=%d invalid=%d seconds=%.1f loops=%d requests=%d ok=%d refused=%d"
+          " dropped=%d workers_started=%d failed_reloads=%d"
+          % (hups, valid, invalid, elapsed, LOOPS, len(records), c["ok"], c["refused"], c["failed"], started,
+             len(failed_reloads)))
+    assert c["refused"] == 0, c
+    assert c["failed"] == 0, [r for r in records if r[2] != "ok"][:5]
+    assert not failed_reloads, failed_reloads
+    assert started == valid + 1, (started, valid)
+    assert pid_alive(g.worker_for("web"))
+
+
+def test_chaos_kill_9_supervisor_under_load(lab, tls_server, plain_listener, gateway, gateway_dir):
+    tls_server("good", "198.19.0.10")
+    listener = plain_listener("198.19.0.10")   # what would receive clear text
+    ca = gateway_dir / "root.pem"
+    g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca)})
+    workers = g.children()
+    finish = start_load(lab, "198.19.0.10", LOOPS, 6)
+    time.sleep(2.0)
+    t_kill = time.monotonic()
+    g.proc.send_signal(signal.SIGKILL)
+    g.proc.wait(timeout=10)
+    deadline = t_kill + 10
+    while time.monotonic() < deadline and any(pid_alive(p) for p in workers):
+        time.sleep(0.01)
+    workers_gone_ms = (time.monotonic() - t_kill) * 1000
+    records = finish()
+    after = [r for r in records if r[0] > t_kill + workers_gone_ms / 1000]
+    c_after = counts(after)
+    clear = listener.accepted()
+    # The next start replaces the stale tables and serves again.
+    g2 = gateway({"web": gateway_policy(["198.19.0.10/32"], ca)})
+    stale_replaced = "replacing a stale nftables table" in g2.log()
+    again = counts(start_load(lab, "198.19.0.10", 4, 2)())
+    print("\nchaos kill-9-supervisor: loops=%d workers_exit_ms=%d requests_after=%d ok_after=%d refused_after=%d"
+          " failed_after=%d clear_text_at_server=%d stale_replaced=%s after_restart_ok=%d after_restart_bad=%d"
+          % (LOOPS, workers_gone_ms, len(after), c_after["ok"], c_after["refused"], c_after["failed"], len(clear),
+             stale_replaced, again["ok"], again["refused"] + again["failed"]))
+    assert not any(pid_alive(p) for p in workers), workers
+    assert workers_gone_ms <= 1000, workers_gone_ms
+    assert clear == [], clear
+    assert c_after["ok"] == 0, c_after
+    assert stale_replaced, g2.log()
+    assert again["ok"] > 0 and again["refused"] + again["failed"] == 0, again
