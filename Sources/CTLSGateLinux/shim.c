@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
+#include <sched.h>
 #include <spawn.h>
 #include <unistd.h>
 #include <sys/fsuid.h>
@@ -197,6 +198,13 @@ int tg_linux_readable_as(const char *path, unsigned int uid, unsigned int gid) {
         syscall(SYS_setgroups, (size_t)nsaved, saved);
     }
     return result;
+}
+
+int tg_linux_affinity_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    return CPU_COUNT(&set);
 }
 
 /* ---- the workers' syscall allow-list (libseccomp) ---- */

@@ -142,7 +142,8 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         public var crashLimit: Int
         /// `crash_window`: 1s...1h (default 60s).
         public var crashWindow: TimeSpan
-        /// `threads`: event loop threads per worker, 0...256; 0 means one per core (default 0).
+        /// `threads`: event loop threads per worker, 0...256; 0 means one per CPU the worker may run on
+        /// (affinity mask, cgroup cpuset and quota; default 0).
         public var threads: Int
 
         public static let drainTimeoutRange = TimeSpan(milliseconds: 0)...TimeSpan.hours(1)

@@ -16,7 +16,7 @@ public enum WorkerListen: Sendable, Equatable {
 
 public struct WorkerOptions: Sendable {
     public var listen: WorkerListen
-    /// Event loop threads; one per core by default.
+    /// Event loop threads; by default one per CPU the process may use (`CPUs.current()`).
     public var threads: Int
     /// How long a stopping worker lets open connections finish.
     public var drainTimeout: TimeAmount
@@ -24,7 +24,7 @@ public struct WorkerOptions: Sendable {
     public var transparent: Bool
 
     public init(
-        listen: WorkerListen, threads: Int = System.coreCount, drainTimeout: TimeAmount = .seconds(30),
+        listen: WorkerListen, threads: Int = CPUs.current().usable, drainTimeout: TimeAmount = .seconds(30),
         transparent: Bool = false
     ) {
         self.listen = listen

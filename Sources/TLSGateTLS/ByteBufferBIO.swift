@@ -10,6 +10,11 @@ import NIOCore
 /// the middle of a record), then from `current` (the buffer being processed). Only the
 /// unconsumed tail of `current` is ever copied, into `stash`, so the socket's receive
 /// buffer is released and reused.
+///
+/// Memory: an idle connection holds no buffer here. `stash` lets its storage go once it is
+/// drained; `outbound` hands its storage to the socket with the ciphertext (`takeOutbound`)
+/// and the next write starts a buffer sized for what is about to be encrypted
+/// (`reserveOutbound`), so bulk transfers do not regrow it record by record.
 final class ByteBufferBIO {
     private(set) var bio: OpaquePointer?
     private var stash: ByteBuffer
@@ -39,6 +44,8 @@ final class ByteBufferBIO {
         let result = body()
         if var rest = current, rest.readableBytes > 0 {
             stash.writeBuffer(&rest)
+        } else if stash.readableBytes == 0 && stash.capacity > 0 {
+            stash = ByteBuffer()  // drained: an idle connection keeps no buffer (shared empty storage)
         }
         current = nil
         return result
@@ -55,15 +62,19 @@ final class ByteBufferBIO {
 
     var hasBufferedInbound: Bool { stash.readableBytes > 0 || (current?.readableBytes ?? 0) > 0 }
 
-    /// The ciphertext produced so far, leaving `outbound` empty (and reusing its storage
-    /// once the socket has written it).
+    /// The ciphertext produced so far; `outbound` is left empty and without storage, which
+    /// goes with the returned buffer to the socket and is freed once written.
     func takeOutbound() -> ByteBuffer? {
         guard outbound.readableBytes > 0 else { return nil }
         let data = outbound
-        // Moving an index is not a write, so this does not copy; the storage is cleared
-        // for reuse by the next write() once the socket has let go of `data`.
-        outbound.moveReaderIndex(to: outbound.writerIndex)
+        outbound = ByteBuffer()  // the shared empty storage: no allocation
         return data
+    }
+
+    /// Makes room for `bytes` more ciphertext in one allocation (before SSL_write of a
+    /// large plaintext, instead of growing the buffer record by record).
+    func reserveOutbound(_ bytes: Int) {
+        outbound.reserveCapacity(minimumWritableBytes: bytes)
     }
 
     /// Drops buffered bytes; used when the connection is torn down.
@@ -96,11 +107,6 @@ final class ByteBufferBIO {
     }
 
     fileprivate func write(_ source: UnsafeRawBufferPointer) {
-        if outbound.readableBytes == 0 {
-            // Reuses the storage when the socket has written the last batch; otherwise
-            // starts a fresh one rather than copying.
-            outbound.clear()
-        }
         outbound.writeBytes(source)
     }
 

@@ -135,7 +135,8 @@ public struct TLSHandshakeInfo: Sendable, Equatable {
     public let cipher: String
     public let resumed: Bool
     public let alpn: String?
-    /// The certificates the server presented, leaf first (empty on a resumed session).
+    /// The certificates the server presented, leaf first: only when the handler was made
+    /// with `reportsPeerChain` (`tlsgate probe`); empty otherwise and on a resumed session.
     public let peerChain: [TLSCertificateSummary]
 
     public init(version: String, cipher: String, resumed: Bool, alpn: String?, peerChain: [TLSCertificateSummary] = []) {

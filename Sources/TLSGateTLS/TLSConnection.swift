@@ -32,8 +32,11 @@ final class TLSConnection {
     private var offeredSession = false
     /// Why tlsgate's own checks (pins, OCSP) refused the server, when they did.
     private(set) var verifyDetail: String?
+    /// The server's leaf certificate, once seen (one reference owned, freed in deinit);
+    /// summarised only when an error or a caller asks, not on every handshake.
+    private var peerLeaf: OpaquePointer?
     /// The server's leaf certificate, once seen.
-    private(set) var peerCertificate: TLSCertificateSummary?
+    var peerCertificate: TLSCertificateSummary? { peerLeaf.map(TLSCertificateSummary.init) }
     /// The staple verdict of the session offered for resumption: `.some(until)` when a
     /// session was offered (`until` nil: it had no verified staple), nil when none was.
     private var offeredStaple: NIODeadline?? = nil
@@ -83,6 +86,7 @@ final class TLSConnection {
         _ = tg_ssl_set_app_data(ssl, nil)
         SSL_free(ssl)
         if let pinAnchors { X509_STORE_free(pinAnchors) }
+        if let peerLeaf { X509_free(peerLeaf) }
     }
 
     private func configureIdentity() throws(TLSError) {
@@ -109,7 +113,10 @@ final class TLSConnection {
     func verifyPeer(_ store: OpaquePointer) -> Int32 {
         let configuration = context.configuration
         guard let leaf = X509_STORE_CTX_get0_cert(store) else { return 0 }
-        peerCertificate = TLSCertificateSummary(leaf)
+        if leaf != peerLeaf, X509_up_ref(leaf) == 1 {
+            if let old = peerLeaf { X509_free(old) }
+            peerLeaf = leaf
+        }
         if configuration.pinOnly {
             return verifyPinOnly(store, leaf: leaf)
         }
@@ -378,14 +385,16 @@ final class TLSConnection {
         OpenSSLErrorQueue.clear()
     }
 
-    var handshakeInfo: TLSHandshakeInfo {
+    /// What the handshake settled. `includingChain`: also summarise the server's chain
+    /// (names, fingerprints, pins: for `tlsgate probe`; the relay does not pay for it).
+    func handshakeInfo(includingChain: Bool) -> TLSHandshakeInfo {
         let version = String(cString: SSL_get_version(ssl))
         let cipher = SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? "none"
         var alpnData: UnsafePointer<UInt8>? = nil
         var alpnLength: UInt32 = 0
         SSL_get0_alpn_selected(ssl, &alpnData, &alpnLength)
         let alpn = alpnData.map { String(decoding: UnsafeBufferPointer(start: $0, count: Int(alpnLength)), as: UTF8.self) }
-        let chain = Self.certificates(SSL_get_peer_cert_chain(ssl)).map(TLSCertificateSummary.init)
+        let chain = includingChain ? Self.certificates(SSL_get_peer_cert_chain(ssl)).map(TLSCertificateSummary.init) : []
         return TLSHandshakeInfo(
             version: version, cipher: cipher, resumed: SSL_session_reused(ssl) == 1, alpn: alpn, peerChain: chain)
     }

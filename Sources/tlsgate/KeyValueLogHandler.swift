@@ -51,8 +51,38 @@ struct KeyValueLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        let line = render(time: Self.timestamp(), level: event.level, message: "\(event.message)", metadata: merged)
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        var line = render(time: Self.timestamp(), level: event.level, message: "\(event.message)", metadata: merged)
+        line += "\n"
+        Self.writeToStderr(&line)
+    }
+
+    /// One write(2) of the whole line (no Data copy, no FileHandle); retried on EINTR and
+    /// for the rest of a short write; a failed write is dropped, as stderr may be gone.
+    static func writeToStderr(_ line: inout String) {
+        line.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let n = write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                offset += n
+            }
+        }
+    }
+
+    /// True when every byte is printable ASCII that no escape rule touches (`\\` and, with
+    /// `forValue`, `"`, `=` and the space too): the common case, decided without Unicode
+    /// property lookups. Anything else takes the scalar-by-scalar path.
+    @inline(__always)
+    static func isPlainASCII(_ text: String, forValue: Bool) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            for byte in bytes {
+                if byte < 0x20 || byte > 0x7e || byte == 0x5c { return false }
+                if forValue && (byte == 0x20 || byte == 0x22 || byte == 0x3d) { return false }
+            }
+            return true
+        }
     }
 
     /// One log line, without its newline.
@@ -100,6 +130,7 @@ struct KeyValueLogHandler: LogHandler {
 
     /// `text` with every control character escaped (see `textEscape(_:)`): a message.
     static func textEscape(_ text: String) -> String {
+        if isPlainASCII(text, forValue: false) { return text }
         var out = ""
         for scalar in text.unicodeScalars {
             if let escape = textEscape(scalar) { out += escape } else { out.unicodeScalars.append(scalar) }
@@ -111,6 +142,7 @@ struct KeyValueLogHandler: LogHandler {
     /// with `"` and `\` backslash-escaped and every control character escaped.
     static func quoteIfNeeded(_ value: String) -> String {
         if value.isEmpty { return "\"\"" }
+        if isPlainASCII(value, forValue: true) { return value }
         // Unicode scalars, not Characters: "\r\n" is one Character that equals neither "\r" nor "\n".
         let needs = value.unicodeScalars.contains { scalar in
             scalar == "\"" || scalar == "=" || scalar.properties.isWhitespace || textEscape(scalar) != nil
@@ -188,8 +220,28 @@ struct KeyValueLogHandler: LogHandler {
         var tm = tm()
         var seconds = ts.tv_sec
         gmtime_r(&seconds, &tm)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-            tm.tm_min, tm.tm_sec, ts.tv_nsec / 1_000_000)
+        // "2026-12-01T06:25:21.392Z", built by hand: String(format:) goes through Foundation
+        // formatting on every log line.
+        var out = [UInt8]()
+        out.reserveCapacity(24)
+        func digits(_ value: Int, _ count: Int, then separator: UInt8?) {
+            var divisor = 1
+            for _ in 1..<count { divisor *= 10 }
+            var rest = value
+            for _ in 0..<count {
+                out.append(UInt8(truncatingIfNeeded: 0x30 + (rest / divisor) % 10))
+                rest %= divisor
+                divisor = max(1, divisor / 10)
+            }
+            if let separator { out.append(separator) }
+        }
+        digits(Int(tm.tm_year) + 1900, 4, then: UInt8(ascii: "-"))
+        digits(Int(tm.tm_mon) + 1, 2, then: UInt8(ascii: "-"))
+        digits(Int(tm.tm_mday), 2, then: UInt8(ascii: "T"))
+        digits(Int(tm.tm_hour), 2, then: UInt8(ascii: ":"))
+        digits(Int(tm.tm_min), 2, then: UInt8(ascii: ":"))
+        digits(Int(tm.tm_sec), 2, then: UInt8(ascii: "."))
+        digits(Int(ts.tv_nsec) / 1_000_000, 3, then: UInt8(ascii: "Z"))
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -90,7 +90,7 @@ struct ProbeCommand: ParsableCommand {
                             // The same upgrade a worker speaks, then TLS.
                             try channel.pipeline.syncOperations.addHandler(StartTLSUpgradeHandler(
                                 proto,
-                                makeTLSHandler: { TLSClientHandler(context: context, identity: identity, sessionKey: "probe") },
+                                makeTLSHandler: { TLSClientHandler(context: context, identity: identity, sessionKey: "probe", reportsPeerChain: true) },
                                 onUpgraded: { steps in transcript.withLockedValue { $0 = steps } },
                                 onRefused: { why, steps in
                                     transcript.withLockedValue { $0 = steps }
@@ -98,7 +98,7 @@ struct ProbeCommand: ParsableCommand {
                                 }))
                         } else {
                             try channel.pipeline.syncOperations.addHandler(
-                                TLSClientHandler(context: context, identity: identity, sessionKey: "probe"))
+                                TLSClientHandler(context: context, identity: identity, sessionKey: "probe", reportsPeerChain: true))
                         }
                         try channel.pipeline.syncOperations.addHandler(ProbeHandler(outcome: outcome))
                     }

@@ -38,7 +38,7 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Serve an inherited, listening socket.", valueName: "fd"))
     var listenFd: Int32?
 
-    @Option(help: "Event loop threads (default: one per core).")
+    @Option(help: "Event loop threads (default: one per CPU this process may use).")
     var threads: Int?
 
     @Option(help: ArgumentHelp("How long open connections may finish after SIGTERM, e.g. 30s.", valueName: "duration"))
@@ -112,8 +112,10 @@ struct WorkerCommand: ParsableCommand {
             let (host, port) = Self.parseListen(listen!)!
             target = .address(host: host, port: port)
         }
-        var options = WorkerOptions(listen: target, transparent: transparent)
-        if let threadCount { options.threads = threadCount }
+        // threads = 0 (the default): one event loop per CPU the process may run on, after
+        // its affinity mask and cgroup cpuset/quota, not per core of the machine.
+        let cpus = CPUs.current()
+        var options = WorkerOptions(listen: target, threads: threadCount.flatMap { $0 > 0 ? $0 : nil } ?? cpus.usable, transparent: transparent)
         options.drainTimeout = .milliseconds(drain.milliseconds)
 
         let worker: Worker
@@ -156,6 +158,7 @@ struct WorkerCommand: ParsableCommand {
             metadata: identity.merging([
                 "listen": "\(address.logText)", "open_files_limit": "\(fileLimit)",
                 "mode": "\(transparent ? "tproxy" : "redirect")",
+                "threads": "\(options.threads)", "cpus": "\(cpus)",
                 "inherited_capabilities": "\(inheritedCapabilities ? "some" : "none")",
                 "dumpable": "\(dumpable)", "seccomp": "\(noSeccomp ? "off" : "on")",
             ]) { $1 })

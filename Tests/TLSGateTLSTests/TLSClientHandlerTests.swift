@@ -40,12 +40,14 @@ struct Pair {
         server: InMemoryTLSServer? = nil,
         configuration: TLSClientConfiguration? = nil,
         context: TLSContext? = nil,
-        byteByByte: Bool = false
+        byteByByte: Bool = false,
+        reportsPeerChain: Bool = true
     ) throws {
         let pki = TestPKI.shared
         let tlsContext = try context ?? TLSContext(
             configuration: configuration ?? TLSClientConfiguration(trustSystem: false, caFiles: [pki.path("root.pem")]))
-        handler = TLSClientHandler(context: tlsContext, identity: identity, sessionKey: "test|\(identity)")
+        handler = TLSClientHandler(
+            context: tlsContext, identity: identity, sessionKey: "test|\(identity)", reportsPeerChain: reportsPeerChain)
         recorder = Recorder()
         channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(handler)

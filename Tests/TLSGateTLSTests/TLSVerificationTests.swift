@@ -87,6 +87,15 @@ import Testing
         #expect(chain.first?.sha256Fingerprint.count == 64)
     }
 
+    @Test func relayHandshakesSkipTheChainSummary() throws {
+        // The relay never shows the chain: it is not summarised (names, digests) per handshake.
+        let pair = try Pair(reportsPeerChain: false)
+        try pair.pump()
+        let handshake = try #require(pair.recorder.handshake)
+        #expect(handshake.peerChain.isEmpty)
+        #expect(handshake.version == "TLSv1.3")
+    }
+
     static func digest(_ pin: String) -> [UInt8]? {
         Data(base64Encoded: String(pin.dropFirst("sha256/".count))).map { [UInt8]($0) }
     }

@@ -21,6 +21,27 @@ import Testing
         return try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
     }
 
+    @Test func timestampIsISO8601UTCWithMilliseconds() {
+        let stamp = KeyValueLogHandler.timestamp()
+        #expect(stamp.utf8.count == 24)
+        let shape = stamp.map { $0.isNumber ? "9" : String($0) }.joined()
+        #expect(shape == "9999-99-99T99:99:99.999Z")
+        #expect(stamp.hasPrefix("20"))
+    }
+
+    @Test func plainValuesAndEscapesAgree() {
+        // The ASCII fast path and the scalar path give the same answers.
+        for value in ["a", "a b", "a=b", "a\"b", "a\\b", "ok-1.2:3/4", "é", "a\u{7f}", "~!@#$%^&*()"] {
+            let slow = value.unicodeScalars.contains { scalar in
+                scalar == "\"" || scalar == "=" || scalar.properties.isWhitespace
+                    || KeyValueLogHandler.textEscape(scalar) != nil
+            }
+            #expect((KeyValueLogHandler.quoteIfNeeded(value) != value) == slow, "\(value)")
+        }
+        #expect(KeyValueLogHandler.textEscape("plain text") == "plain text")
+        #expect(KeyValueLogHandler.textEscape("back\\slash") == "back\\\\slash")
+    }
+
     @Test func textValueWithCRLFStaysOnOneLine() {
         // "\r\n" is a single Character in Swift: it must still be escaped.
         let line = textLine(["cert_sans": "DNS:evil.test\r\n2026-01-01T00:00:00.000Z info connection closed result=ok"])

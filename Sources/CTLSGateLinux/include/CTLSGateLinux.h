@@ -71,6 +71,9 @@ int tg_linux_bound_to_net_admin(void);
 // Needs CAP_SETUID/CAP_SETGID to check for another account; without them, checks as itself.
 int tg_linux_readable_as(const char *path, unsigned int uid, unsigned int gid);
 
+// The number of CPUs in this process's affinity mask (sched_getaffinity), or -1 with errno set.
+int tg_linux_affinity_cpu_count(void);
+
 // Installs the workers' seccomp allow-list (libseccomp) on every thread of the process;
 // any other syscall kills the process (SIGSYS). Needs no_new_privs or CAP_SYS_ADMIN.
 // Returns 0 or -1 with errno set.
