@@ -155,6 +155,13 @@ public enum Ruleset {
         ]
     }
 
+    /// The `ip` commands that undo `tproxyRouting` (each `add` becomes `del`).
+    public static func tproxyRoutingRemoval(mark: UInt32, table: Int = 100) -> [[String]] {
+        tproxyRouting(mark: mark, table: table).map { arguments in
+            arguments.map { $0 == "add" ? "del" : $0 }
+        }
+    }
+
     /// The destination set of a policy. Injective over policy names (`[A-Za-z0-9._-]+`):
     /// `_` is doubled, `-` becomes `_d` and `.` becomes `_p`, so `a-b`, `a_b` and `a.b` get
     /// three different sets (`dst_a_db_v4`, `dst_a__b_v4`, `dst_a_pb_v4`).

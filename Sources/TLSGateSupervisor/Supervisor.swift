@@ -440,10 +440,8 @@ public final class Supervisor: @unchecked Sendable {
 
     private func removeTProxyRouting(quiet: Bool = false) {
         guard quiet || tproxyRoutingInstalled else { return }
-        for arguments in Ruleset.tproxyRouting(mark: config.intercept.tproxyMark, table: config.intercept.tproxyTable) {
-            var delete = arguments
-            if let add = delete.firstIndex(of: "add") { delete[add] = "del" }
-            try? IPRoute.run(delete)
+        for arguments in Ruleset.tproxyRoutingRemoval(mark: config.intercept.tproxyMark, table: config.intercept.tproxyTable) {
+            try? IPRoute.run(arguments)
         }
         tproxyRoutingInstalled = false
     }

@@ -89,7 +89,7 @@ struct RulesCommand: ParsableCommand {
     /// with errors still gives that path (or the default), since this runs exactly when
     /// the gateway may not be able to start.
     private func restoreSavedGuard() throws {
-        let path = Self.guardFile(config)
+        let path = Self.guardFile(config, loaded: GatewayConfigLoader.load(config).config)
         guard let path else {
             print("no guard saved: [intercept] guard_file = \"\" in \(config)")
             return
@@ -106,10 +106,10 @@ struct RulesCommand: ParsableCommand {
         }
     }
 
-    /// `[intercept] guard_file` of `config`: from the validated config, else (a config with
-    /// errors elsewhere) read from the file's TOML directly, else the default.
-    static func guardFile(_ config: String) -> String? {
-        if let loaded = GatewayConfigLoader.load(config).config { return loaded.intercept.guardFile }
+    /// `[intercept] guard_file` of `config`: from the validated config (`loaded`), else (a
+    /// config with errors elsewhere) read from the file's TOML directly, else the default.
+    static func guardFile(_ config: String, loaded: GatewayConfig?) -> String? {
+        if let loaded { return loaded.intercept.guardFile }
         if let data = FileManager.default.contents(atPath: config),
             let value = TOMLReader.read(String(decoding: data, as: UTF8.self)).table.table("intercept")?.value("guard_file"),
             let text = value.stringValue
@@ -130,14 +130,12 @@ struct RulesCommand: ParsableCommand {
             FileHandle.standardError.write(Data("tlsgate rules --remove: \(error) (needs root or CAP_NET_ADMIN)\n".utf8))
             throw ExitCode(1)
         }
-        for arguments in Ruleset.tproxyRouting(mark: intercept.tproxyMark, table: intercept.tproxyTable) {
-            var delete = arguments
-            if let add = delete.firstIndex(of: "add") { delete[add] = "del" }
+        for arguments in Ruleset.tproxyRoutingRemoval(mark: intercept.tproxyMark, table: intercept.tproxyTable) {
             // Absent unless a tproxy gateway was killed: a failure here means nothing to remove.
-            try? IPRoute.run(delete)
+            try? IPRoute.run(arguments)
         }
         var saved = ""
-        if let path = Self.guardFile(config), FileManager.default.fileExists(atPath: path) {
+        if let path = Self.guardFile(config, loaded: loaded), FileManager.default.fileExists(atPath: path) {
             // Or the boot-time restore would put the guard back after the next reboot.
             do {
                 try FileManager.default.removeItem(atPath: path)

@@ -58,6 +58,13 @@ import Testing
         #expect(guardBody.contains("meta skuid != 997 ip daddr @dst_http_dexample_v4 tcp dport 80 counter reject with tcp reset"))
     }
 
+    @Test func tproxyRoutingRemovalUndoesEachCommand() {
+        let removal = Ruleset.tproxyRoutingRemoval(mark: 0x746c, table: 7468)
+        #expect(removal.first == ["-4", "rule", "del", "fwmark", "0x746c", "lookup", "7468"])
+        #expect(removal.count == Ruleset.tproxyRouting(mark: 0x746c, table: 7468).count)
+        #expect(removal.allSatisfy { !$0.contains("add") && $0.contains("del") })
+    }
+
     @Test func setNamesNeverCollide() {
         let names = ["a-b", "a_b", "a.b", "ab", "a__b", "a_db", "a-_b", "a_-b", "A-b"]
         let sets = names.map {
