@@ -143,15 +143,23 @@ def test_http_host_keep_alive_serves_later_requests(lab, nginx, http_worker):
     assert rec["result"] == "ok" and rec["client"].endswith(":%d" % res["port"]), rec
 
 
-@pytest.mark.parametrize("tool", ["curl", "wget"])
+@pytest.mark.parametrize("tool", ["curl", "wget", "urllib"])
 def test_http_host_disallowed_name_gets_403(tool, lab, nginx, http_worker):
     w = http_worker(**http_host_policy())
     url = "http://%s/hello" % NGINX_ADDR
     if tool == "curl":
         argv = ["curl", "-sS", "--max-time", "10", "-o", "/dev/stdout", "-w", "\nstatus=%{http_code}",
                 "-H", "Host: evil.test", url]
-    else:
+    elif tool == "wget":
         argv = ["wget", "-S", "--content-on-error", "-O", "-", "--timeout=10", "--tries=1", "--header=Host: evil.test", url]
+    else:
+        code = ("import urllib.request,urllib.error,sys\n"
+                "req = urllib.request.Request(sys.argv[1], headers={'Host': 'evil.test'})\n"
+                "try:\n"
+                "    urllib.request.urlopen(req, timeout=10)\n"
+                "except urllib.error.HTTPError as e:\n"
+                "    sys.stdout.write('%d\\n%s' % (e.code, e.read().decode()))\n")
+        argv = [PY, "-c", code, url]
     r, took = client(lab, argv)
     out = r.stdout + r.stderr
     assert "403" in out and "is not in the policy's allowed_names" in out, out
