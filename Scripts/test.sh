@@ -44,6 +44,14 @@ skip() {
   names+=("$1"); results+=("not run: $2"); times+=("-"); failed=$((failed + 1))
 }
 
+# Runs a command with its output shown and copied to $1; keeps the command's status.
+run_logged() {
+  local log=$1; shift
+  mkdir -p "$(dirname "$log")"
+  "$@" 2>&1 | tee "$log"
+  return "${PIPESTATUS[0]}"
+}
+
 summary() {
   echo
   echo "===== test.sh summary"
@@ -51,6 +59,10 @@ summary() {
   for i in "${!names[@]}"; do
     printf '  %-20s %-22s %s\n' "${names[$i]}" "${results[$i]}" "${times[$i]}"
   done
+  if [ -s .build/swift-test.log ] && grep -qE '✘|error:|unexpected signal' .build/swift-test.log; then
+    echo "  swift test failures (from .build/swift-test.log):"
+    grep -E '✘|error:|unexpected signal' .build/swift-test.log | tail -n 30 | sed 's/^/    /'
+  fi
   if [ "$failed" -eq 0 ]; then
     echo "test.sh: all steps ok"
   else
@@ -59,6 +71,7 @@ summary() {
 }
 
 setup_ok=1; build_ok=1
+rm -f .build/swift-test.log
 step setup bash Scripts/setup.sh || setup_ok=0
 if [ "$setup_ok" -eq 1 ]; then
   step "swift build" swift build || build_ok=0
@@ -66,7 +79,9 @@ else
   skip "swift build" "setup failed"; build_ok=0
 fi
 if [ "$build_ok" -eq 1 ]; then
-  step "swift test" swift test || true
+  # The output is kept (.build/swift-test.log) and its failures are repeated in the
+  # summary: CI shows only the tail of the run.
+  step "swift test" run_logged .build/swift-test.log swift test || true
   # pytest exit 5 (no test collected) is a failure here too.
   step integration /usr/bin/python3 -m pytest -v Tests/integration || true
 else

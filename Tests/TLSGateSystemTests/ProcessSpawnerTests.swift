@@ -3,7 +3,11 @@ import Testing
 
 @testable import TLSGateSystem
 
-@Suite struct ProcessSpawnerTests {
+/// Serialized: the cases move descriptors of the test process itself onto fixed numbers
+/// (200, 201, 250); run side by side, two cases took each other's descriptors, `cat` saw
+/// "Bad file descriptor" and a write to a pipe with no reader killed the whole run with
+/// SIGPIPE (CI, once in about four runs).
+@Suite(.serialized) struct ProcessSpawnerTests {
     /// Waits (bounded) for `pid` and returns its exit.
     func wait(_ pid: pid_t) -> ProcessSpawner.Exit? {
         for _ in 0..<500 {
