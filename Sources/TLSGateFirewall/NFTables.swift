@@ -18,9 +18,36 @@ public enum NFTables {
         return "nft"
     }
 
-    /// Replaces the table atomically with `script` (from `Ruleset.script`).
+    /// Applies `script` (from `Ruleset.script`) as one transaction.
     public static func apply(_ script: String) throws {
         try run(["-f", "-"], input: script)
+    }
+
+    /// What each of the gateway's tables holds now; a missing table has no entry.
+    public static func existingTables() -> [String: Ruleset.TableContents] {
+        var result: [String: Ruleset.TableContents] = [:]
+        for table in [Ruleset.tableName, Ruleset.guardTableName] {
+            if let listing = try? run(["list", "table", Ruleset.tableFamily, table], input: nil, quiet: true) {
+                result[table] = Ruleset.TableContents.parse(listing)
+            }
+        }
+        return result
+    }
+
+    /// Brings both tables to `plan` in one transaction: in place when they exist (no hook
+    /// is unregistered, see `Ruleset`); if nft refuses that (a table left by another mode
+    /// or version), by deleting and re-creating them. Returns the script that was applied.
+    @discardableResult
+    public static func apply(plan: InterceptionPlan) throws -> (script: String, replaced: Bool) {
+        let script = Ruleset.script(for: plan, existing: existingTables())
+        do {
+            try apply(script)
+            return (script, false)
+        } catch {
+            let replacement = Ruleset.replacementScript(for: plan)
+            try apply(replacement)
+            return (replacement, true)
+        }
     }
 
     /// Deletes the interception table, and the fail-closed guard with `includingGuard`;

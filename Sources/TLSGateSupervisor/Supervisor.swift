@@ -382,8 +382,13 @@ public final class Supervisor: @unchecked Sendable {
             }
         }
         let plan = Self.plan(config: config, policies: live, gatewayUID: options.gatewayUID, disabled: off)
-        let script = Ruleset.script(for: plan)  // what `tlsgate rules` prints
-        try NFTables.apply(script)
+        // In place: the tables' hooks stay registered (what `tlsgate rules` prints).
+        let (script, replaced) = try NFTables.apply(plan: plan)
+        if replaced {
+            logger.warning(
+                "the nftables tables could not be updated in place (left by another mode or version?); they were deleted and re-created",
+                metadata: ["tables": "inet \(Ruleset.tableName), inet \(Ruleset.guardTableName)"])
+        }
         logger.debug("rules applied", metadata: ["ruleset": "\(script)"])
         saveGuard(plan)
     }

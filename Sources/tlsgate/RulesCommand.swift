@@ -7,16 +7,16 @@ import TLSGateSystem
 
 /// `tlsgate rules`: prints the nftables script `tlsgate run` would apply, applying nothing.
 ///
-/// The script is whatever `Ruleset.script(for:)` returns for `Supervisor.plan(...)`: the
-/// same two calls the supervisor makes before `nft -f -`, so the printed script and the
-/// applied one cannot differ.
+/// The script is whatever `Ruleset.script(for:existing:)` returns for `Supervisor.plan(...)`
+/// and the tables as they are: the same calls the supervisor makes before `nft -f -`.
 struct RulesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rules",
         abstract: "Print the nftables script `run` would apply for a config, without applying it.",
         discussion: """
-            Prints on stdout exactly the script `tlsgate run` gives to `nft -f -` (it replaces \
-            the gateway's table atomically), so `tlsgate rules | nft -c -f -` checks it. Listen \
+            Prints on stdout the script `tlsgate run` gives to `nft -f -` (one transaction; \
+            tables that exist are updated in place, their hooks kept), so \
+            `tlsgate rules | nft -c -f -` checks it. Listen \
             ports are picked by the kernel each time the gateway starts; this command binds the \
             sockets the same way to show real ports, then closes them. In tproxy mode the policy \
             routing commands follow on stderr. The running gateway's table is \
@@ -74,7 +74,9 @@ struct RulesCommand: ParsableCommand {
         }
         let uid = gatewayConfig.user.flatMap { try? Privileges.lookup(user: $0).uid } ?? getuid()
         let plan = Supervisor.plan(config: gatewayConfig, policies: bound, gatewayUID: uid)
-        print(Ruleset.script(for: plan), terminator: "")
+        // As `run` would apply it now: in place over the tables that exist (none readable
+        // without CAP_NET_ADMIN: then the script that creates them).
+        print(Ruleset.script(for: plan, existing: NFTables.existingTables()), terminator: "")
         if gatewayConfig.intercept.mode == .tproxy {
             var note = "# policy routing for TPROXY (run adds it with ip):\n"
             for arguments in Ruleset.tproxyRouting(mark: gatewayConfig.intercept.tproxyMark, table: gatewayConfig.intercept.tproxyTable) {

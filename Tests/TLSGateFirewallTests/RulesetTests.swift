@@ -103,16 +103,125 @@ import Testing
         #expect(!body.contains("prerouting"))
     }
 
-    @Test func scriptReplacesTheTableInOneTransaction() {
+    @Test func scriptCreatesMissingTables() {
         let plan = InterceptionPlan(mode: .redirect, clients: .init(ipv4: ["198.18.0.0/24"]), entries: [ldap], gatewayUID: 1)
-        let lines = Ruleset.script(for: plan).split(separator: "\n")
+        let script = Ruleset.script(for: plan)
+        let lines = script.split(separator: "\n")
+        #expect(lines[1] == "table inet tlsgate {")
+        #expect(lines.contains("table inet tlsgate_guard {"))
+        #expect(!script.contains("delete"))
+        #expect(!script.contains("flush"))
+        #expect(Ruleset.removalScript(includingGuard: false) == "table inet tlsgate\ndelete table inet tlsgate\n")
+    }
+
+    @Test func replacementScriptDeletesAndRecreatesInOneTransaction() {
+        let plan = InterceptionPlan(mode: .redirect, clients: .init(ipv4: ["198.18.0.0/24"]), entries: [ldap], gatewayUID: 1)
+        let lines = Ruleset.replacementScript(for: plan).split(separator: "\n")
         #expect(lines[1] == "table inet tlsgate")
         #expect(lines[2] == "delete table inet tlsgate")
         #expect(lines[3] == "table inet tlsgate_guard")
         #expect(lines[4] == "delete table inet tlsgate_guard")
         #expect(lines[5] == "table inet tlsgate {")
-        #expect(lines.contains("table inet tlsgate_guard {"))
-        #expect(Ruleset.removalScript(includingGuard: false) == "table inet tlsgate\ndelete table inet tlsgate\n")
+    }
+
+    /// Existing tables keep their hooks: rules flushed, kept sets emptied, the rest deleted,
+    /// then declared again; never a `delete table`.
+    @Test func existingTablesAreUpdatedInPlace() {
+        var disabled = ldap
+        disabled.intercepted = false
+        let plan = InterceptionPlan(
+            mode: .redirect, clients: .init(ipv4: ["198.18.0.0/24"]), entries: [http, disabled], gatewayUID: 1)
+        let existing: [String: Ruleset.TableContents] = [
+            "tlsgate": .init(sets: ["clients_v4", "dst_ldap_v4", "dst_http_dexample_v4", "dst_gone_v4"], chains: ["prerouting", "output"]),
+            "tlsgate_guard": .init(sets: ["clients_v4", "dst_ldap_v4"], chains: ["forward"]),
+        ]
+        let script = Ruleset.script(for: plan, existing: existing)
+        let lines = script.split(separator: "\n").map(String.init)
+        #expect(!script.contains("delete table"))
+        let interception = [
+            "flush table inet tlsgate", "flush set inet tlsgate clients_v4",
+            // ldap is disabled: no longer intercepted, its set goes from this table ...
+            "delete set inet tlsgate dst_ldap_v4", "flush set inet tlsgate dst_http_dexample_v4",
+            "delete set inet tlsgate dst_gone_v4", "delete chain inet tlsgate output",
+        ]
+        #expect(Array(lines[1...6]) == interception)
+        // ... and stays in the guard's.
+        #expect(Array(lines[7...9]) == [
+            "flush table inet tlsgate_guard", "flush set inet tlsgate_guard clients_v4", "flush set inet tlsgate_guard dst_ldap_v4",
+        ])
+        #expect(lines[10] == "table inet tlsgate {")
+        #expect(!lines.contains("delete chain inet tlsgate prerouting"))
+        #expect(!lines.contains("delete chain inet tlsgate_guard forward"))
+    }
+
+    @Test func tableContentsAreReadFromTheListing() {
+        let listing = """
+            table inet tlsgate {
+            \tset clients_v4 {
+            \t\ttype ipv4_addr
+            \t\tflags interval
+            \t\telements = { 198.18.0.0/24 }
+            \t}
+
+            \tset dst_web_v4 {
+            \t\ttype ipv4_addr
+            \t}
+
+            \tchain prerouting {
+            \t\ttype nat hook prerouting priority dstnat; policy accept;
+            \t\tip saddr @clients_v4 ip daddr @dst_web_v4 tcp dport 80 redirect to :42273 comment "set x {"
+            \t}
+            }
+            """
+        #expect(Ruleset.TableContents.parse(listing) == .init(sets: ["clients_v4", "dst_web_v4"], chains: ["prerouting"]))
+    }
+
+    /// An in-place update (a policy removed, one disabled, one added, addresses changed)
+    /// leaves exactly what a fresh start with the new plan gives, checked by nft itself in
+    /// two throw-away namespaces.
+    @Test(.enabled(if: getuid() == 0 || ProcessInfo.processInfo.environment["CI"] != nil,
+                   "needs root: applies rulesets in network namespaces (runs in CI)"))
+    func root_inPlaceUpdateEndsAsAFreshStart() throws {
+        let clients = InterceptionPlan.Clients(ipv4: ["198.18.0.0/24"], ipv6: ["2001:2::/64"])
+        let before = InterceptionPlan(mode: .redirect, clients: clients, entries: [http, ldap], gatewayUID: 999)
+        var moved = http
+        moved.ipv4 = ["203.0.113.0/25", "192.0.2.7/32"]
+        moved.listenPort = 42000
+        var disabled = ldap
+        disabled.intercepted = false
+        let added = InterceptionPlan.Entry(
+            name: "imap", ipv4: ["198.51.100.9/32"], ipv6: ["2001:db8::9/128"], matchPort: 143, upstreamPort: 993,
+            listenPort: 41002, denyDirect: false)
+        let after = InterceptionPlan(mode: .redirect, clients: clients, entries: [moved, disabled, added], gatewayUID: 999)
+        for ns in ["tgfwa-\(getpid())", "tgfwb-\(getpid())"] {
+            _ = try shell(["ip", "netns", "add", ns])
+        }
+        defer {
+            _ = try? shell(["ip", "netns", "del", "tgfwa-\(getpid())"])
+            _ = try? shell(["ip", "netns", "del", "tgfwb-\(getpid())"])
+        }
+        func existing(_ ns: String) throws -> [String: Ruleset.TableContents] {
+            var result: [String: Ruleset.TableContents] = [:]
+            for table in [Ruleset.tableName, Ruleset.guardTableName] {
+                let (status, out) = try capture(["ip", "netns", "exec", ns, NFTables.nftPath, "list", "table", "inet", table])
+                if status == 0 { result[table] = Ruleset.TableContents.parse(out) }
+            }
+            return result
+        }
+        func apply(_ plan: InterceptionPlan, in ns: String) throws {
+            let script = Ruleset.script(for: plan, existing: try existing(ns))
+            let status = try shell(["ip", "netns", "exec", ns, NFTables.nftPath, "-f", "-"], input: script)
+            #expect(status == 0, "nft refused:\n\(script)")
+        }
+        try apply(before, in: "tgfwa-\(getpid())")
+        #expect(try existing("tgfwa-\(getpid())")[Ruleset.tableName]?.sets.contains("dst_ldap_v4") == true)
+        try apply(after, in: "tgfwa-\(getpid())")
+        try apply(after, in: "tgfwb-\(getpid())")
+        let updated = try capture(["ip", "netns", "exec", "tgfwa-\(getpid())", NFTables.nftPath, "list", "ruleset"]).1
+        let fresh = try capture(["ip", "netns", "exec", "tgfwb-\(getpid())", NFTables.nftPath, "list", "ruleset"]).1
+        #expect(updated.contains("redirect to :42000"))
+        #expect(!updated.contains("203.0.113.0/24"))
+        #expect(updated == fresh)
     }
 
     /// Checks the generated script with nft itself (`-c`: parse and validate, apply nothing),
@@ -130,6 +239,19 @@ import Testing
             let status = try shell(["ip", "netns", "exec", ns, NFTables.nftPath, "-c", "-f", "-"], input: Ruleset.script(for: plan))
             #expect(status == 0, "nft rejected the \(mode) ruleset:\n\(Ruleset.script(for: plan))")
         }
+    }
+
+    private func capture(_ arguments: [String]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
     private func shell(_ arguments: [String], input: String? = nil) throws -> Int32 {
