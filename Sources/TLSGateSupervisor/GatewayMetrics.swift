@@ -137,26 +137,26 @@ public final class GatewayMetrics: @unchecked Sendable {
     }
 
     private func counter(_ name: String, _ labels: [(String, String)] = []) -> Counter {
-        let key = Self.key(name, labels)
-        if let found = counters[key] { return found }
-        let made = Counter(label: name, dimensions: labels, factory: factory)
-        counters[key] = made
-        return made
+        cached(\.counters, name, labels) { Counter(label: name, dimensions: labels, factory: factory) }
     }
 
     private func gauge(_ name: String, _ labels: [(String, String)] = []) -> Gauge {
-        let key = Self.key(name, labels)
-        if let found = gauges[key] { return found }
-        let made = Gauge(label: name, dimensions: labels, factory: factory)
-        gauges[key] = made
-        return made
+        cached(\.gauges, name, labels) { Gauge(label: name, dimensions: labels, factory: factory) }
     }
 
     private func timer(_ name: String, _ labels: [(String, String)]) -> Timer {
+        cached(\.timers, name, labels) { Timer(label: name, dimensions: labels, factory: factory) }
+    }
+
+    /// The handle for a name and labels, made once.
+    private func cached<Handle>(
+        _ store: ReferenceWritableKeyPath<GatewayMetrics, [String: Handle]>, _ name: String, _ labels: [(String, String)],
+        make: () -> Handle
+    ) -> Handle {
         let key = Self.key(name, labels)
-        if let found = timers[key] { return found }
-        let made = Timer(label: name, dimensions: labels, factory: factory)
-        timers[key] = made
+        if let found = self[keyPath: store][key] { return found }
+        let made = make()
+        self[keyPath: store][key] = made
         return made
     }
 }
