@@ -11,6 +11,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The system OpenSSL 3 (libssl-dev), found through pkg-config.
@@ -74,6 +76,12 @@ let package = Package(
             dependencies: [
                 "TLSGatePolicy", "TLSGateFirewall", "TLSGateSystem",
                 .product(name: "Logging", package: "swift-log"),
+                // The metrics API only; the executable bootstraps the Prometheus exporter.
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                // The admin endpoint (/metrics, /healthz).
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .executableTarget(
@@ -82,6 +90,8 @@ let package = Package(
                 "TLSGatePolicy", "TLSGateRelay", "TLSGateTLS", "TLSGateSystem", "TLSGateFirewall", "TLSGateSupervisor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -90,7 +100,14 @@ let package = Package(
         .testTarget(name: "TLSGatePolicyTests", dependencies: ["TLSGatePolicy"], exclude: ["Fixtures"]),
         .testTarget(name: "TLSGateFirewallTests", dependencies: ["TLSGateFirewall"]),
         // The worker table with a mock clock and no process; the control channel's messages.
-        .testTarget(name: "TLSGateSupervisorTests", dependencies: ["TLSGateSupervisor", "TLSGatePolicy"]),
+        .testTarget(
+            name: "TLSGateSupervisorTests",
+            dependencies: [
+                "TLSGateSupervisor", "TLSGatePolicy",
+                // The metrics tests read what a Prometheus registry of their own exports.
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         // Spawning with explicit descriptors (real processes: /bin/sh).
         .testTarget(name: "TLSGateSystemTests", dependencies: ["TLSGateSystem"]),
         // The executable's own pieces (the log handler), through @testable import.

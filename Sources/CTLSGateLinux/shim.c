@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <spawn.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -16,6 +17,14 @@
 #include <sys/capability.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
+
+int tg_linux_peer_uid(int fd, uint32_t *uid) {
+    struct ucred credentials;
+    socklen_t length = sizeof(credentials);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    *uid = credentials.uid;
+    return 0;
+}
 
 int tg_linux_sol_ip(void) { return SOL_IP; }
 int tg_linux_sol_ipv6(void) { return SOL_IPV6; }

@@ -25,6 +25,10 @@
 /// crash_limit = 5                      # (5)
 /// crash_window = "60s"                 # ("60s")
 /// threads = 0                          # (0)
+/// [admin]
+/// listen = "127.0.0.1:9464"            # (off) /metrics and /healthz
+/// allow_remote = false                 # (false) true: listen may be non-loopback
+/// control_socket = "/run/tlsgate/control.sock"  # (that) "" = none
 /// ```
 public struct GatewayConfig: Sendable, Equatable, Codable {
     /// `[intercept] mode`: which connections are taken over (default `redirect`).
@@ -167,6 +171,74 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         }
     }
 
+    /// `[admin]`: how an operator watches and steers the running gateway: the supervisor's
+    /// HTTP endpoint (`/metrics`, `/healthz`) and its control socket (`tlsgate status`,
+    /// `tlsgate reload`).
+    public struct Admin: Sendable, Equatable, Codable {
+        /// `listen`: `"ADDRESS:PORT"` (`"[::1]:9464"` for IPv6) where the supervisor serves
+        /// `/metrics` and `/healthz`; nil (the default) serves nothing.
+        public var listen: AdminAddress?
+        /// `allow_remote`: lets `listen` be an address other than loopback (default false:
+        /// such a `listen` is refused, so metrics never reach the network by accident).
+        public var allowRemote: Bool
+        /// `control_socket`: the Unix socket `tlsgate status` and `tlsgate reload` talk to,
+        /// an absolute path (default `/run/tlsgate/control.sock`); nil (`""`) for none.
+        public var controlSocket: String?
+
+        public static let defaultControlSocket = "/run/tlsgate/control.sock"
+        /// The longest path a Unix socket address holds (`sun_path`, without its NUL).
+        public static let maximumSocketPathLength = 107
+
+        public init(listen: AdminAddress? = nil, allowRemote: Bool = false, controlSocket: String? = Admin.defaultControlSocket) {
+            self.listen = listen
+            self.allowRemote = allowRemote
+            self.controlSocket = controlSocket
+        }
+    }
+
+    /// An IP address and a TCP port: `[admin] listen`.
+    public struct AdminAddress: Sendable, Equatable, Codable, CustomStringConvertible {
+        public var address: IPAddress
+        public var port: UInt16
+
+        public init(address: IPAddress, port: UInt16) {
+            self.address = address
+            self.port = port
+        }
+
+        /// `"127.0.0.1:9464"`, `"[::1]:9464"`; nil for anything else (a port of 0 included).
+        public init?(_ text: String) {
+            let host: Substring
+            let portText: Substring
+            if text.hasPrefix("[") {
+                guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+                host = text[text.index(after: text.startIndex)..<close]
+                portText = text[text.index(close, offsetBy: 2)...]
+                guard host.contains(":") else { return nil }
+            } else {
+                guard let colon = text.lastIndex(of: ":") else { return nil }
+                host = text[..<colon]
+                portText = text[text.index(after: colon)...]
+                guard !host.contains(":") else { return nil }
+            }
+            guard let address = IPAddress(String(host)), portText.count <= 5, portText.allSatisfy({ ("0"..."9").contains($0) }),
+                let port = UInt16(portText), port > 0
+            else { return nil }
+            self.init(address: address, port: port)
+        }
+
+        /// 127.0.0.0/8, ::1, or an IPv4-mapped 127.x address.
+        public var isLoopback: Bool {
+            let plain = address.unmapped
+            if plain.isIPv4 { return plain.bytes[0] == 127 }
+            return plain.bytes == [UInt8](repeating: 0, count: 15) + [1]
+        }
+
+        public var description: String {
+            address.isIPv4 ? "\(address):\(port)" : "[\(address)]:\(port)"
+        }
+    }
+
     /// The file this came from, as given.
     public var sourcePath: String
     /// `policies` (required): the folder of policy files, one `*.toml` per policy. A
@@ -180,11 +252,13 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
     public var intercept: Intercept
     public var log: Log
     public var workers: Workers
+    public var admin: Admin
 
     public init(
         sourcePath: String, policies: String, user: String? = nil, intercept: Intercept = Intercept(),
-        log: Log = Log(), workers: Workers = Workers()
+        log: Log = Log(), workers: Workers = Workers(), admin: Admin = Admin()
     ) {
+        self.admin = admin
         self.sourcePath = sourcePath
         self.policies = policies
         self.user = user

@@ -48,10 +48,11 @@ struct GatewayConfigDecoder {
         let intercept = decodeIntercept()
         let log = decodeLog()
         let workers = decodeWorkers()
+        let admin = decodeAdmin()
         // An error anywhere (user included, which is optional) means no config.
-        guard !fields.hasErrors, let policies, let intercept, let log, let workers else { return nil }
+        guard !fields.hasErrors, let policies, let intercept, let log, let workers, let admin else { return nil }
         return GatewayConfig(
-            sourcePath: file, policies: policies, user: user, intercept: intercept, log: log, workers: workers)
+            sourcePath: file, policies: policies, user: user, intercept: intercept, log: log, workers: workers, admin: admin)
     }
 
     // MARK: - Top level
@@ -285,5 +286,66 @@ struct GatewayConfigDecoder {
         return W(
             drainTimeout: drain, restartDelay: delay, restartDelayMax: delayMax, crashLimit: Int(crashLimit),
             crashWindow: window, threads: Int(threads))
+    }
+
+    // MARK: - [admin]
+
+    private mutating func decodeAdmin() -> GatewayConfig.Admin? {
+        let table = "admin"
+        var ok = true
+        var allowRemote = false
+        if let value = fields.value(table, "allow_remote") {
+            if let flag = value.booleanValue {
+                allowRemote = flag
+            } else {
+                fields.error(value.line, "allow_remote must be true or false, got \(value.typeDescription)")
+                ok = false
+            }
+        }
+        var listen: GatewayConfig.AdminAddress?
+        if let value = fields.value(table, "listen") {
+            if let text = fields.string(table, "listen", what: "an \"ADDRESS:PORT\" string such as \"127.0.0.1:9464\"") {
+                if let address = GatewayConfig.AdminAddress(text) {
+                    if !address.isLoopback && !allowRemote {
+                        fields.error(
+                            value.line,
+                            "listen \(quoted(text)) is not a loopback address: /metrics and /healthz would be open to the network; use \"127.0.0.1:9464\", or set allow_remote = true in [admin] to serve them there on purpose")
+                        ok = false
+                    } else {
+                        listen = address
+                    }
+                } else {
+                    fields.error(
+                        value.line,
+                        "listen \(quoted(text)) is not an address and port: use \"127.0.0.1:9464\" or \"[::1]:9464\" (port 1 to 65535)")
+                    ok = false
+                }
+            } else {
+                ok = false
+            }
+        }
+        if allowRemote, listen?.isLoopback ?? true, let value = fields.value(table, "allow_remote") {
+            fields.warning(value.line, "allow_remote = true has no effect: listen is \(listen == nil ? "not set" : "a loopback address")")
+        }
+        var controlSocket: String? = GatewayConfig.Admin.defaultControlSocket
+        if let value = fields.value(table, "control_socket") {
+            if let text = fields.string(table, "control_socket", what: "an absolute path such as \"/run/tlsgate/control.sock\", or \"\"") {
+                if text.isEmpty {
+                    controlSocket = nil
+                } else if !text.hasPrefix("/") {
+                    fields.error(value.line, "control_socket \(quoted(text)) must be an absolute path (tlsgate status and reload find it from any folder), or \"\" for none")
+                    ok = false
+                } else if text.utf8.count > GatewayConfig.Admin.maximumSocketPathLength {
+                    fields.error(value.line, "control_socket is \(text.utf8.count) bytes long: a Unix socket path holds at most \(GatewayConfig.Admin.maximumSocketPathLength); pick a shorter path")
+                    ok = false
+                } else {
+                    controlSocket = text
+                }
+            } else {
+                ok = false
+            }
+        }
+        guard ok else { return nil }
+        return GatewayConfig.Admin(listen: listen, allowRemote: allowRemote, controlSocket: controlSocket)
     }
 }

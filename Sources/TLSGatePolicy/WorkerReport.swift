@@ -5,6 +5,8 @@
 ///     ready\n              set up on its socket, waiting for `accept` to accept from it
 ///     failed REASON\n      it cannot start (REASON: printable ASCII, at most 200 bytes)
 ///     draining\n           after SIGTERM: it has stopped accepting (its successor may start)
+///     stats K=V K=V...\n   running totals of its connections (`WorkerStats`: a fixed key
+///                          set, decimal values, each key once, at most 32 pairs)
 ///
 /// The supervisor sends one message the other way: `accept\n` (`acceptLine`), after which
 /// the worker accepts. Two workers never accept from the same socket at once.
@@ -14,6 +16,8 @@ public enum WorkerReport: Sendable, Equatable {
     case ready
     case failed(String)
     case draining
+    /// Running totals since the worker started, by `WorkerStats` key.
+    case stats([String: UInt64])
 
     /// What the supervisor sends to let a ready worker accept.
     public static let acceptLine: [UInt8] = Array("accept\n".utf8)
@@ -31,6 +35,9 @@ public enum WorkerReport: Sendable, Equatable {
         case .failed(let reason):
             let clean = reason.utf8.map { (0x20...0x7e).contains($0) ? $0 : UInt8(ascii: "?") }
             return Array("failed ".utf8) + clean.prefix(Self.maximumReasonLength) + [0x0a]
+        case .stats(let values):
+            let pairs = values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            return Array((["stats"] + pairs).joined(separator: " ").utf8) + [0x0a]
         }
     }
 
@@ -60,6 +67,12 @@ public enum WorkerReport: Sendable, Equatable {
                 return .invalid("a failure report without a reason or with one over \(maximumReasonLength) bytes")
             }
             return .report(.failed(reason), consumed: consumed)
+        }
+        if text.hasPrefix("stats ") {
+            switch WorkerStats.parse(text.dropFirst(6)) {
+            case .success(let values): return .report(.stats(values), consumed: consumed)
+            case .failure(let why): return .invalid(why.reason)
+            }
         }
         return .invalid("an unknown message")
     }

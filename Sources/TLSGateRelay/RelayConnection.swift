@@ -41,6 +41,9 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     private var logged = false
     private var resetClient = false
     private let clientAddress: SocketAddress?
+    /// When the upstream connect began and when it finished (for the metrics' histograms).
+    private var connectStarted: NIODeadline?
+    private var upstreamUpAt: NIODeadline?
 
     init(client: Channel, shared: WorkerShared) {
         self.client = client
@@ -51,6 +54,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     private var eventLoop: EventLoop { client.eventLoop }
 
     func start() {
+        shared.stats.accepted()
         client.closeFuture.whenComplete { _ in
             self.clientClosed = true
             self.finishIfDone()
@@ -220,6 +224,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     private func connect() {
         guard let original else { return }
         _ = connectDeadline
+        if connectStarted == nil { connectStarted = .now() }
         let policy = shared.policy
         let target: SocketAddress
         do {
@@ -275,6 +280,9 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
 
     private func upstreamConnected(_ channel: Channel, timeout: TimeAmount) {
         upstream = channel
+        let now = NIODeadline.now()
+        upstreamUpAt = now
+        if let connectStarted { shared.stats.observe("connect", nanoseconds: (now - connectStarted).nanoseconds) }
         channel.closeFuture.whenComplete { _ in
             self.upstreamClosed = true
             self.finishIfDone()
@@ -353,6 +361,9 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         guard machine.handshakeCompleted() == .startRelaying, let upstreamGlue, let clientGlue else { return }
         tlsInfo = info
         timer?.cancel()
+        if let upstreamUpAt {
+            shared.stats.handshake(resumed: info.resumed, nanoseconds: (NIODeadline.now() - upstreamUpAt).nanoseconds)
+        }
         lastActivity = .now()
         // starttls: the client's greeting, made by the gateway now that the server is verified.
         if let starttls = shared.policy.upstream.starttls, let identity,
@@ -558,13 +569,15 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
 
     private func log() {
         let reason = machine.reason ?? .completed
+        let duration = NIODeadline.now() - started
+        shared.stats.closed(reason: reason, bytesUp: bytesUp, bytesDown: bytesDown, nanoseconds: duration.nanoseconds)
         var metadata = endpointMetadata
         metadata["tls_version"] = "\(tlsInfo?.version ?? "-")"
         metadata["cipher"] = "\(tlsInfo?.cipher ?? "-")"
         metadata["resumed"] = "\(tlsInfo?.resumed ?? false)"
         metadata["bytes_up"] = "\(bytesUp)"
         metadata["bytes_down"] = "\(bytesDown)"
-        metadata["duration_ms"] = "\((NIODeadline.now() - started).nanoseconds / 1_000_000)"
+        metadata["duration_ms"] = "\(duration.nanoseconds / 1_000_000)"
         metadata["result"] = "\(reason.result)"
         metadata["reason"] = "\(reason)"
         metadata["alpn"] = "\(tlsInfo?.alpn ?? "-")"

@@ -3,7 +3,7 @@
 /// A struct over a private enum, so new reasons never break callers. The raw values are
 /// stable: operators grep for them and tests assert them.
 public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
-    private enum Base: String, Sendable {
+    private enum Base: String, Sendable, CaseIterable {
         case completed
         case idleTimeout = "idle_timeout"
         case notRedirected = "not_redirected"
@@ -61,6 +61,9 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
     public static let shutdown = RelayReason(.shutdown)
 
     public var description: String { base.rawValue }
+
+    /// Every reason (the metrics' `reason` label values; `WorkerStats.reasons` mirrors them).
+    public static var all: [RelayReason] { Base.allCases.map(RelayReason.init) }
 
     /// `ok` for a normal end, `refused` when the gateway never connected upstream,
     /// `failed` when it tried and could not finish.

@@ -50,6 +50,7 @@ public final class Worker: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let serverChannel = NIOLockedValueBox<Channel?>(nil)
     private let addressRefresh = NIOLockedValueBox<RepeatedTask?>(nil)
+    private let statsTask = NIOLockedValueBox<RepeatedTask?>(nil)
 
     public init(policy: Policy, options: WorkerOptions, logger: Logger) throws {
         let tlsContext: TLSContext
@@ -127,6 +128,20 @@ public final class Worker: Sendable {
         }
     }
 
+    /// The running totals of this worker's connections, for its `stats` reports.
+    public var stats: ConnectionStats { shared.stats }
+
+    /// Calls `report` with what changed in `stats` every `interval` (nothing when nothing
+    /// changed), on an event loop, until the worker shuts down.
+    public func reportStats(every interval: TimeAmount, _ report: @escaping @Sendable ([String: UInt64]) -> Void) {
+        let stats = shared.stats
+        let task = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            let changed = stats.changes()
+            if !changed.isEmpty { report(changed) }
+        }
+        statsTask.withLockedValue { $0 = task }
+    }
+
     /// Open connections right now.
     public var activeConnections: Int { shared.limiter.current }
 
@@ -152,6 +167,7 @@ public final class Worker: Sendable {
             usleep(50_000)
         }
         let cut = shared.limiter.current
+        statsTask.withLockedValue { $0?.cancel() }
         if cut > 0 {
             logger.warning("drain deadline reached", metadata: ["open_connections": "\(cut)"])
         }

@@ -11,6 +11,8 @@ final class WorkerShared: Sendable {
     let tlsContext: TLSContext
     let logger: Logger
     let limiter: ConnectionLimiter
+    /// The totals the worker reports to the supervisor (`stats` lines).
+    let stats = ConnectionStats()
     /// TPROXY: the accepted socket's local address is the original destination.
     let transparent: Bool
     private let localAddresses: NIOLockedValueBox<Set<String>>

@@ -22,27 +22,32 @@ public final class Supervisor: @unchecked Sendable {
         public var executable: String
         /// The uid `local` mode must not redirect (the gateway's own connections).
         public var gatewayUID: UInt32
+        /// The operator's view (`[admin]`): metrics, their exposition, the control socket.
+        public var admin: AdminOptions
 
-        public init(executable: String, gatewayUID: UInt32) {
+        public init(executable: String, gatewayUID: UInt32, admin: AdminOptions = AdminOptions()) {
             self.executable = executable
             self.gatewayUID = gatewayUID
+            self.admin = admin
         }
     }
 
-    private let queue = DispatchQueue(label: "tlsgate.supervisor")
-    private let logger: Logger
-    private let options: Options
+    let queue = DispatchQueue(label: "tlsgate.supervisor")
+    let logger: Logger
+    let options: Options
     private let reloader: Reloader
-    private var config: GatewayConfig
+    var config: GatewayConfig
     /// Every decision about workers; this class performs its actions.
-    private var table: WorkerTable
+    var table: WorkerTable
     /// Each policy as validated from its file, by name (host refresh resolves these again).
-    private var sources: [String: Policy] = [:]
+    var sources: [String: Policy] = [:]
     /// What each version a worker is started with is: the policy with its hosts resolved
     /// and the assignment bytes.
     private var versions: [WorkerTable.Version: (policy: Policy, payload: Data)] = [:]
-    private var sockets: [String: ListenSocket] = [:]
-    private var processes: [WorkerTable.WorkerID: WorkerProcess] = [:]
+    var sockets: [String: ListenSocket] = [:]
+    /// Metrics, status and control requests (Supervisor+Admin.swift).
+    var admin = AdminState()
+    var processes: [WorkerTable.WorkerID: WorkerProcess] = [:]
     private var workerIDs: [pid_t: WorkerTable.WorkerID] = [:]
     /// The last addresses each `[match] hosts` name resolved to: a name that stops
     /// resolving keeps them (and stays guarded) instead of falling out of the rules.
@@ -98,6 +103,7 @@ public final class Supervisor: @unchecked Sendable {
                 return
             }
         }
+        startAdmin()
         sources = Dictionary(initialPolicies.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         send(.start(versions(for: initialPolicies)))
         scheduleHostRefresh()
@@ -140,6 +146,7 @@ public final class Supervisor: @unchecked Sendable {
         let inUse = table.versionsInUse
         versions = versions.filter { inUse.contains($0.key) }
         scheduleTick()
+        updateLevels()
     }
 
     private func scheduleTick() {
@@ -198,7 +205,9 @@ public final class Supervisor: @unchecked Sendable {
         case .applyRules(let entries):
             do {
                 try applyRules(entries)
+                rulesApplied(true)
             } catch {
+                rulesApplied(false)
                 return .rulesFailed(reason: "\(error)")
             }
         case .log(let line):
@@ -220,6 +229,8 @@ public final class Supervisor: @unchecked Sendable {
         case .finish(let code):
             if exitCode == 0 { exitCode = code }
             finishStop()
+        case .reloadFinished(let ticket, let added, let changed, let removed, let failed):
+            reloadFinished(ticket: ticket, added: added, changed: changed, removed: removed, failed: failed)
         }
         return nil
     }
@@ -263,7 +274,7 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     /// Reads what a worker wrote on its control channel: allow-listed, length-checked lines.
-    private func readReports(id: WorkerTable.WorkerID) {
+    func readReports(id: WorkerTable.WorkerID) {
         guard var process = processes[id] else { return }
         var chunk = [UInt8](repeating: 0, count: WorkerReport.maximumLength)
         let n = chunk.withUnsafeMutableBytes { read(process.channel, $0.baseAddress, $0.count) }
@@ -293,6 +304,8 @@ public final class Supervisor: @unchecked Sendable {
                 case .ready: inputs.append(.ready(id))
                 case .failed(let reason): inputs.append(.reportedFailure(id, reason: reason))
                 case .draining: inputs.append(.stoppedAccepting(id))
+                case .stats(let totals):
+                    if let input = statsReported(id, totals) { inputs.append(input) }
                 }
             }
         }
@@ -303,6 +316,7 @@ public final class Supervisor: @unchecked Sendable {
     private func reap() {
         for (pid, exit) in ProcessSpawner.reapAll() {
             guard let id = workerIDs.removeValue(forKey: pid) else { continue }
+            workerExiting(id)
             if let process = processes.removeValue(forKey: id) {
                 process.source?.cancel()  // closes the channel (unless EOF already did)
             }
@@ -312,8 +326,13 @@ public final class Supervisor: @unchecked Sendable {
 
     // MARK: reload
 
-    private func reload() {
-        guard !table.stopping else { return }
+    /// Loads the config again and hands it to the table; `reply` (a `tlsgate reload`) gets
+    /// the outcome once the reload is over.
+    func reload(reply: ReloadReply? = nil) {
+        guard !table.stopping else {
+            reply?(ReloadOutcome(result: "stopping", generation: admin.generation))
+            return
+        }
         logger.info("reloading", metadata: ["config": "\(config.sourcePath)"])
         let (newConfig, policies, diagnostics) = reloader()
         for diagnostic in diagnostics where diagnostic.severity == .warning {
@@ -323,18 +342,23 @@ public final class Supervisor: @unchecked Sendable {
         guard let newConfig, errors.isEmpty else {
             for error in errors { logger.error("\(error)") }
             logger.error("reload refused: the running configuration stays", metadata: ["errors": "\(errors.count)"])
+            reloadRefused(errors.map { "\($0)" }, reply: reply)
             return
         }
         if newConfig.intercept.mode != config.intercept.mode || newConfig.intercept.listen != config.intercept.listen
             || newConfig.user != config.user
         {
             logger.error("reload refused: changing intercept.mode, intercept.listen or user needs a restart")
+            reloadRefused(
+                ["\(newConfig.sourcePath): changing intercept.mode, intercept.listen or user needs a restart (the running configuration stays)"],
+                reply: reply)
             return
         }
         config = newConfig
         // Names are validated unique; the sources of removed policies stay until their
         // sockets close (they are only read to log `policy listening`).
         for policy in policies { sources[policy.name] = policy }
+        reloadAccepted(ticket: table.upcomingTicket, reply: reply)
         send(.reload(versions(for: policies), Self.settings(newConfig)))
         let live = Set(table.policies).union(table.disabled.keys)
         sources = sources.filter { live.contains($0.key) }
@@ -349,6 +373,7 @@ public final class Supervisor: @unchecked Sendable {
     private func finishStop() {
         guard !stopFinished else { return }
         stopFinished = true
+        stopAdmin()
         let open = config.intercept.onStop == .open
         do {
             try NFTables.deleteTables(includingGuard: open)
@@ -483,6 +508,7 @@ public final class Supervisor: @unchecked Sendable {
                 return addresses
             }
         } catch {
+            options.admin.metrics?.dnsRefreshFailed()
             if let last = lastResolved[host] {
                 logger.warning(
                     "cannot resolve a policy host; keeping its last addresses",

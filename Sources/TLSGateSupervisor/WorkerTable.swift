@@ -149,6 +149,9 @@ public struct WorkerTable: Sendable {
         case started(policies: Int, ready: Int)
         /// Every worker is gone after a stop: remove the tables as configured and exit.
         case finish(exitCode: Int32)
+        /// The reload with this ticket (`upcomingTicket` when it was handed over) is over:
+        /// every added and changed policy has a ready worker, or is in `failed`.
+        case reloadFinished(ticket: Int, added: [String], changed: [String], removed: [String], failed: [String])
     }
 
     public private(set) var settings: Settings
@@ -186,6 +189,8 @@ public struct WorkerTable: Sendable {
     public func current(_ policy: String) -> Worker? { slots[policy]?.current.flatMap { workers[$0] } }
     public func next(_ policy: String) -> Worker? { slots[policy]?.next.flatMap { workers[$0] } }
     public func worker(pid: Int32) -> Worker? { workers.values.first { $0.pid == pid } }
+    /// The ticket the next `reload` input gets (its `reloadFinished` action carries it).
+    public var upcomingTicket: Int { nextTicket }
     /// When `tick` has something to do next.
     public var nextDeadline: Time? {
         var times = slots.values.compactMap(\.restartAt)
@@ -587,6 +592,10 @@ public struct WorkerTable: Sendable {
             ]
             if !ticket.failed.isEmpty { meta["failed"] = ticket.failed.sorted().joined(separator: ",") }
             log(ticket.failed.isEmpty ? .info : .error, "reloaded", meta)
+            out.append(
+                .reloadFinished(
+                    ticket: key, added: ticket.added, changed: ticket.changed, removed: ticket.removed,
+                    failed: ticket.failed.sorted()))
         }
     }
 

@@ -1,6 +1,8 @@
 import ArgumentParser
+import CoreMetrics
 import Foundation
 import Logging
+import Prometheus
 import TLSGatePolicy
 import TLSGateRelay
 import TLSGateSupervisor
@@ -63,6 +65,16 @@ struct RunCommand: ParsableCommand {
             logger.warning("\(diagnostic)")
         }
 
+        // The control socket is made before the privileges go (the folder may be root's),
+        // owned by the account the gateway becomes.
+        let controlSocket: Int32?
+        do {
+            controlSocket = try openControlSocket(gatewayConfig)
+        } catch {
+            FileHandle.standardError.write(Data("tlsgate run: cannot create the control socket: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+
         // Privileges first: nothing below runs as root.
         do {
             try dropPrivileges(gatewayConfig, logger: logger)
@@ -78,7 +90,9 @@ struct RunCommand: ParsableCommand {
         let overrides = (logFormat, logLevel)
         let supervisor = Supervisor(
             config: gatewayConfig, policies: policies,
-            options: .init(executable: ProcessSpawner.currentExecutable(), gatewayUID: getuid()),
+            options: .init(
+                executable: ProcessSpawner.currentExecutable(), gatewayUID: getuid(),
+                admin: Self.bootstrapMetrics(controlSocket: controlSocket, path: gatewayConfig.admin.controlSocket)),
             logger: logger,
             reloader: {
                 var (config, policies, diagnostics) = GatewayValidation.loadAll(path)
@@ -88,6 +102,34 @@ struct RunCommand: ParsableCommand {
             })
         let status = supervisor.run()
         if status != 0 { throw ExitCode(status) }
+    }
+
+    /// The Prometheus exporter behind swift-metrics, with the workers' histogram buckets.
+    static func bootstrapMetrics(controlSocket: Int32?, path: String?) -> AdminOptions {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        let buckets = WorkerStats.bucketBounds.map { Duration.nanoseconds(Int64($0)) }
+        for name in GatewayMetrics.histogramNames.values { factory.durationHistogramBuckets[name] = buckets }
+        MetricsSystem.bootstrap(factory)
+        return AdminOptions(
+            metrics: GatewayMetrics(factory: factory),
+            render: {
+                var buffer: [UInt8] = []
+                registry.emit(into: &buffer)
+                return buffer
+            },
+            controlSocket: controlSocket, controlSocketPath: controlSocket == nil ? nil : path)
+    }
+
+    /// `[admin] control_socket` listening (nil when set to ""); started as root with a
+    /// `user`, the socket (and a folder made for it) belongs to that account.
+    private func openControlSocket(_ config: GatewayConfig) throws -> Int32? {
+        guard let path = config.admin.controlSocket else { return nil }
+        var owner: (uid: UInt32, gid: UInt32)?
+        if Privileges.isRoot, let user = config.user, user != "root", let account = try? Privileges.lookup(user: user) {
+            owner = (account.uid, account.gid)
+        }
+        return try UnixSocket.listen(path: path, owner: owner)
     }
 
     private func dropPrivileges(_ config: GatewayConfig, logger: Logger) throws {

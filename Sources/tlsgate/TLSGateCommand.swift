@@ -15,7 +15,7 @@ struct TLSGateCommand: ParsableCommand {
             `tlsgate worker` is internal: the supervisor (`tlsgate run`) starts one per policy.
             """,
         version: TLSGateVersion.string,
-        subcommands: [RunCommand.self, CheckCommand.self, RulesCommand.self, ProbeCommand.self, WorkerCommand.self, SeccompSelftestCommand.self]
+        subcommands: [RunCommand.self, CheckCommand.self, RulesCommand.self, StatusCommand.self, ReloadCommand.self, ProbeCommand.self, WorkerCommand.self, SeccompSelftestCommand.self]
     )
 
     /// Like ArgumentParser's main, but bad usage exits 2 (not 64), as documented, and a

@@ -165,6 +165,12 @@ struct WorkerCommand: ParsableCommand {
         // The supervisor retires the worker this one replaces only after this line, and
         // answers `accept` once that one has stopped accepting.
         Self.report(.ready, on: controlFd)
+        if let controlFd {
+            // Running totals for the supervisor's metrics: what changed, once a second.
+            worker.reportStats(every: .seconds(1)) { changed in
+                for line in WorkerStats.reports(changed) { Self.report(line, on: controlFd) }
+            }
+        }
 
         let stopped = DispatchSemaphore(value: 0)
         // Signals and the control pipe can race (two SIGTERMs, SIGTERM then the supervisor
@@ -186,6 +192,7 @@ struct WorkerCommand: ParsableCommand {
                     "worker stopping",
                     metadata: identity.merging(["signal": "\(sig)", "open_connections": "\(worker.activeConnections)"]) { $1 })
                 let cut = worker.shutdown(stoppedAccepting: { Self.report(.draining, on: controlFd) })
+                Self.reportFinalStats(worker, on: controlFd)
                 logger.info("worker stopped", metadata: identity.merging(["cut_connections": "\(cut)"]) { $1 })
                 stopped.signal()
             }
@@ -223,11 +230,22 @@ struct WorkerCommand: ParsableCommand {
         _ = sources
     }
 
-    /// Tells the supervisor (the other end of the control channel) how the start went.
+    /// Serializes writes to the control channel (the stats timer, the signal handler).
+    private static let reportLock = NIOLock()
+
+    /// Tells the supervisor (the other end of the control channel) how the start went,
+    /// that it stopped accepting, or its totals: one whole line per write.
     static func report(_ report: WorkerReport, on fd: Int32?) {
         guard let fd else { return }
         let line = report.line
-        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        reportLock.withLock {
+            _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        }
+    }
+
+    /// The totals as they stand after the drain, so the supervisor counts every connection.
+    static func reportFinalStats(_ worker: Worker, on fd: Int32?) {
+        for line in WorkerStats.reports(worker.stats.changes()) { report(line, on: fd) }
     }
 
     /// Reads one JSON line from `fd`.

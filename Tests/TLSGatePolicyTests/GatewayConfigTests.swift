@@ -406,7 +406,7 @@ private func replacing(_ old: String, with new: String) -> String {
             "tlsgate.toml:1: unknown key \"log\" ([log] is a table: write [log] on a line of its own, then its keys below it)"
         ])
         #expect(try configDiagnostics("color = true\n" + baseConfig) == [
-            "tlsgate.toml:1: unknown key \"color\" outside any table (the top of the file takes policies and user; other keys go in [intercept], [log] or [workers])"
+            "tlsgate.toml:1: unknown key \"color\" outside any table (the top of the file takes policies and user; other keys go in [intercept], [log], [workers] or [admin])"
         ])
         #expect(try configDiagnostics(baseConfig + "\n[log]\ncolor = true") == ["tlsgate.toml:5: unknown key \"color\""])
         #expect(try configDiagnostics(baseConfig + "\n[match]\nport = 80") == [
@@ -416,7 +416,7 @@ private func replacing(_ old: String, with new: String) -> String {
             "tlsgate.toml:4: unknown table [user] (user is a key: write user = ... at the top of the file, before any [table] header)"
         ])
         #expect(try configDiagnostics(baseConfig + "\n[metrics]") == [
-            "tlsgate.toml:4: unknown table [metrics] (known tables: [intercept], [log], [workers])"
+            "tlsgate.toml:4: unknown table [metrics] (known tables: [intercept], [log], [workers], [admin])"
         ])
         #expect(try configDiagnostics(baseConfig + "\n[log.file]") == [
             "tlsgate.toml:4: unknown table [log.file] ([log] has no sub-tables)"

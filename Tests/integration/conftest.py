@@ -522,6 +522,7 @@ class Gateway:
         self.log_format = log_format
         self.policies = root / "policies"
         self.config = root / "tlsgate.toml"
+        self.control_socket = root / "control.sock"
 
     def log(self):
         try:
@@ -652,16 +653,19 @@ def gateway_dir(tmp_path, pki, tlsgate_account):
 @pytest.fixture
 def gateway(lab, gateway_dir, request):
     """gateway(policies={name: toml}, mode="redirect", user="tlsgate", extra="", wait=True,
-    args=(), from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s") -> Gateway running
+    args=(), from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", admin="") -> Gateway running
     `tlsgate run` in the gw namespace (stderr to a file, attached to the report).
-    `extra` is appended to the config after the [workers] table, `intercept_extra` to [intercept].
+    `extra` is appended to the config after the [workers] table, `intercept_extra` to [intercept],
+    `admin` to the [admin] table, which always sets control_socket inside gateway_dir (so gateways
+    of parallel runs never share /run/tlsgate/control.sock; `Gateway.control_socket`).
     `binary` runs another copy of tlsgate (the supervisor spawns its workers from that path).
     Teardown on every path: SIGTERM (then SIGKILL) the supervisor, SIGKILL any worker it
     left, delete the inet tlsgate table and the TPROXY routing rules."""
     running = []
 
     def start(policies, mode="redirect", user=GATEWAY_ACCOUNT, extra="", wait=True, args=(),
-              from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", intercept_extra="", binary=None):
+              from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", intercept_extra="", binary=None,
+              admin=""):
         for name, text in policies.items():
             (gateway_dir / "policies" / ("%s.toml" % name)).write_text(text)
         for f in (gateway_dir / "policies").iterdir():
@@ -669,8 +673,9 @@ def gateway(lab, gateway_dir, request):
         user_line = 'user = "%s"\n' % user if user else ""
         (gateway_dir / "tlsgate.toml").write_text(
             'policies = "policies"\n%s\n[intercept]\nmode = "%s"\nfrom = [%s]\n%s\n'
-            '[workers]\ndrain_timeout = "%s"\n%s'
-            % (user_line, mode, ", ".join('"%s"' % f for f in from_), intercept_extra, drain_timeout, extra))
+            '[workers]\ndrain_timeout = "%s"\n%s\n[admin]\ncontrol_socket = "%s"\n%s'
+            % (user_line, mode, ", ".join('"%s"' % f for f in from_), intercept_extra, drain_timeout, extra,
+               gateway_dir / "control.sock", admin))
         (gateway_dir / "tlsgate.toml").chmod(0o644)
         log_path = gateway_dir / ("gateway-%d.log" % len(running))
         with open(log_path, "wb") as logf:

@@ -311,6 +311,7 @@ CONFIG_SAMPLES = {
     (None, "user"): '"nobody"',
     ("intercept", "from"): '["198.18.0.0/24"]',
     ("intercept", "interfaces"): '["lan0"]',
+    ("admin", "listen"): '"127.0.0.1:9464"',
 }
 CONFIG_BASE = {(None, "policies"): '"policies"', ("intercept", "from"): '["198.18.0.0/24"]'}
 

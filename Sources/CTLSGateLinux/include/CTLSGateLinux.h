@@ -5,6 +5,7 @@
 #ifndef TLSGATE_CTLSGATELINUX_H
 #define TLSGATE_CTLSGATELINUX_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
@@ -15,6 +16,9 @@ int tg_linux_so_original_dst(void);
 int tg_linux_ip6t_so_original_dst(void);
 int tg_linux_ip_transparent(void);
 int tg_linux_ipv6_transparent(void);
+
+// The uid of the peer of a connected Unix socket (SO_PEERCRED): 0, or -1 with errno set.
+int tg_linux_peer_uid(int fd, uint32_t *uid);
 
 // prctl(PR_SET_NO_NEW_PRIVS, 1) and friends; return 0 or -1 with errno set.
 int tg_linux_set_no_new_privs(void);

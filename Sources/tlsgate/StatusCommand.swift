@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import TLSGateSupervisor
+
+/// `tlsgate status`: the running gateway, from its supervisor's control socket.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the running gateway: policies, ports, workers, restarts, connections, last reload.",
+        discussion: """
+            Asks the supervisor over its control socket ([admin] control_socket in the config, \
+            default /run/tlsgate/control.sock; root or the gateway's account). Exit status 0 \
+            when the gateway answered and is ready, 3 when it answered but is not ready (the \
+            reasons /healthz gives), 1 when no gateway answers.
+            """
+    )
+
+    @Option(help: ArgumentHelp("The gateway's config file (to find the control socket).", valueName: "file"))
+    var config: String = TLSGateDefaults.configPath
+
+    @Flag(help: "Print the supervisor's answer as JSON.")
+    var json = false
+
+    func run() throws {
+        let data: Data
+        let status: GatewayStatus
+        do {
+            let socket = try ControlClient.socketPath(config: config)
+            data = try ControlClient.ask("status", socket: socket, timeout: 10)
+            status = try ControlClient.decode(GatewayStatus.self, data)
+        } catch {
+            FileHandle.standardError.write(Data("tlsgate status: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        if json {
+            FileHandle.standardOutput.write(data)
+        } else {
+            print(Self.table(status), terminator: "")
+        }
+        if !status.ready { throw ExitCode(3) }
+    }
+
+    /// The human form: a summary, then one row per worker (a policy without one gets a row).
+    static func table(_ status: GatewayStatus) -> String {
+        var out = "gateway pid \(status.pid), \(status.state), up \(duration(status.uptimeSeconds)), config \(status.config)\n"
+        out += "ready: \(status.ready ? "yes" : "no")" + (status.ready ? "" : " (" + status.notReady.joined(separator: "; ") + ")") + "\n"
+        out += "rules applied: \(status.rulesApplied ? "yes" : "no")\n"
+        let reload = status.reload
+        var last = "last reload: \(reload.lastResult)"
+        if let at = reload.lastAt {
+            last += " at " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: at))
+        }
+        last += ", generation \(reload.generation)"
+        if !reload.failed.isEmpty { last += ", failed: " + reload.failed.joined(separator: ",") }
+        out += last + "\n"
+        for error in reload.errors { out += "  \(error)\n" }
+        var rows = [["POLICY", "STATE", "MATCH", "LISTEN", "PID", "WORKER", "UPTIME", "RESTARTS", "ACTIVE"]]
+        for policy in status.policies {
+            let base = [
+                policy.name, policy.state, policy.matchPort.map { "\($0)" } ?? "-", policy.listenPort.map { "\($0)" } ?? "-",
+            ]
+            if policy.workers.isEmpty {
+                rows.append(base + ["-", "-", "-", "\(policy.restarts)", "\(policy.activeConnections)"])
+            }
+            for worker in policy.workers {
+                rows.append(
+                    base + [
+                        worker.pid.map { "\($0)" } ?? "-", worker.state, duration(worker.uptimeSeconds), "\(policy.restarts)",
+                        "\(worker.activeConnections)",
+                    ])
+            }
+        }
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            out += row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
+        }
+        return out
+    }
+
+    /// `42s`, `3m05s`, `2h03m`, `4d02h`.
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds)
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        if s < 86400 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
+        return String(format: "%dd%02dh", s / 86400, s % 86400 / 3600)
+    }
+}

@@ -1,0 +1,33 @@
+import TLSGatePolicy
+import Testing
+
+@testable import TLSGateRelay
+
+/// The metrics' reason labels (`WorkerStats.reasons`) are exactly the log's reason words.
+@Suite struct RelayReasonStatsTests {
+    @Test func everyReasonIsAStatsKeyWithItsResult() {
+        #expect(RelayReason.all.count == WorkerStats.reasons.count)
+        for reason in RelayReason.all {
+            #expect(WorkerStats.reasons["\(reason)"] == reason.result, "\(reason)")
+            #expect(WorkerStats.keys.contains("closed.\(reason)"))
+        }
+    }
+
+    @Test func connectionStatsReportOnlyChanges() {
+        let stats = ConnectionStats()
+        stats.accepted()
+        stats.observe("connect", nanoseconds: 12_000_000)
+        stats.handshake(resumed: true, nanoseconds: 3_000_000)
+        #expect(
+            stats.changes() == [
+                "accepted": 1, "active": 1, "connect.2.count": 1, "connect.2.ns": 12_000_000, "handshakes.resumed": 1,
+                "handshake.0.count": 1, "handshake.0.ns": 3_000_000,
+            ])
+        #expect(stats.changes() == [:])
+        stats.closed(reason: .tlsVerifyFailed, bytesUp: 10, bytesDown: 0, nanoseconds: 70_000_000_000)
+        #expect(
+            stats.changes() == [
+                "active": 0, "closed.tls_verify_failed": 1, "bytes.up": 10, "duration.12.count": 1, "duration.12.ns": 70_000_000_000,
+            ])
+    }
+}
