@@ -81,7 +81,7 @@ private func refusal(_ action: UpgradeAction) -> String? {
         #expect(next == .sendThenStartTLS(F.packet(1, request)))
         #expect(m.transcript == [
             "S: greeting, protocol 10, 5.5.5-10.11.19-MariaDB-0+deb12u1, auth mysql_native_password, CLIENT_SSL offered",
-            "G→client: greeting rebuilt by the gateway, CLIENT_SSL cleared",
+            "G: greeting for the client, rebuilt by the gateway, CLIENT_SSL cleared",
             "C: SSL request (the client's capabilities + CLIENT_SSL), sequence 1",
         ])
         // Only once.

@@ -19,10 +19,7 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -90,29 +87,17 @@ def mariadb(lab, pki):
             unavailable("needs `%s` (run Scripts/setup.sh)" % tool)
     if not MARIADBD.exists():
         unavailable("needs mariadbd (%s; run Scripts/setup.sh)" % MARIADBD)
-    root = Path(tempfile.mkdtemp(prefix="tlsgate-my-%d-" % os.getpid(), dir="/tmp"))
-    root.chmod(0o755)
-    procs, runs = [], {}
-    try:
+    with ms.server_folder("my", "mariadbd") as (root, procs):
+        runs = {}
         for name, addr, leaf, tls in (("good", GOOD, "good", True), ("notls", NOTLS, "good", False),
                                       ("wrong", WRONG, "wrongname", True)):
             procs.append(start_mariadb(lab, root / name, addr, pki, leaf, tls))
             runs[name] = root / name
-    except RuntimeError as e:
-        for p in procs:
-            _stop_process(p, 15)
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.fail("mariadbd did not start: %s" % e, pytrace=False)
-    yield runs
-    for p in procs:
-        _stop_process(p, 30)
-    shutil.rmtree(root, ignore_errors=True)
+        yield runs
 
 
 def policy(ca, addr):
-    return ('[match]\nnetworks = ["%s/32"]\nport = 3306\n\n'
-            '[upstream]\nport = 3306\nserver_name = "good.test"\nconnect_timeout = "3s"\nstarttls = "mysql"\n\n'
-            '[tls]\ntrust = "%s"\n' % (addr, ca))
+    return ms.starttls_policy(ca, addr, 3306, "mysql")
 
 
 @pytest.fixture

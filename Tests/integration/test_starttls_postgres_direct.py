@@ -14,16 +14,14 @@ its SSLRequest `N`).
 Needs root, nginx with libnginx-mod-stream, PostgreSQL 15 and psql (Scripts/setup.sh);
 skipped elsewhere with the reason, failed under CI.
 """
-import os
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import _popen, _stop_process, unavailable
+from conftest import _popen, unavailable
 import mail_servers as ms
 from test_starttls_postgres import PG_BIN, psql, start_postgres
 
@@ -54,34 +52,24 @@ def direct(lab, pki):
         unavailable("needs PostgreSQL 15 (%s; run Scripts/setup.sh)" % PG_BIN)
     if not STREAM_MODULE.exists():
         unavailable("needs nginx's stream module (%s: libnginx-mod-stream; run Scripts/setup.sh)" % STREAM_MODULE)
-    root = Path(tempfile.mkdtemp(prefix="tlsgate-pgd-%d-" % os.getpid(), dir="/tmp"))
-    root.chmod(0o755)
-    procs = []
-    try:
+    with ms.server_folder("pgd", "the servers") as (root, procs):
         procs.append(start_postgres(lab, root / "pg", BACKEND, pki, "good", False))
         conf = root / "nginx.conf"
         conf.write_text(nginx_conf(root, pki))
         nginx = _popen(lab.exec_argv(lab.server, ["nginx", "-c", conf, "-e", root / "error.log"]),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(nginx)
-        ms.wait_listening(lab, ALPN, 5432, nginx, what="nginx", timeout=20)
-        ms.wait_listening(lab, NOALPN, 5432, nginx, what="nginx", timeout=20)
-    except RuntimeError as e:
-        log = (root / "error.log").read_text() if (root / "error.log").exists() else ""
-        for p in procs:
-            _stop_process(p, 15)
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.fail("the servers did not start: %s\n%s" % (e, log[-2000:]), pytrace=False)
-    yield root
-    for p in reversed(procs):
-        _stop_process(p, 15)
-    shutil.rmtree(root, ignore_errors=True)
+        try:
+            for addr in (ALPN, NOALPN):
+                ms.wait_listening(lab, addr, 5432, nginx, what="nginx", timeout=20)
+        except RuntimeError as e:
+            log = (root / "error.log").read_text() if (root / "error.log").exists() else ""
+            raise RuntimeError("%s\n%s" % (e, log[-2000:]))
+        yield root
 
 
 def policy(ca, addr):
-    return ('[match]\nnetworks = ["%s/32"]\nport = 5432\n\n'
-            '[upstream]\nport = 5432\nserver_name = "good.test"\nconnect_timeout = "3s"\nstarttls = "postgres-direct"\n\n'
-            '[tls]\ntrust = "%s"\n' % (addr, ca))
+    return ms.starttls_policy(ca, addr, 5432, "postgres-direct")
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ public struct MySQLUpgrade: UpgradeStateMachine {
                 transcript.append(
                     "S: greeting, protocol 10, \(UpgradeText.printable(parsed.serverVersion)), auth \(parsed.authPlugin), CLIENT_SSL offered")
                 state = .waitingForClient
-                transcript.append("G→client: greeting rebuilt by the gateway, CLIENT_SSL cleared")
+                transcript.append("G: greeting for the client, rebuilt by the gateway, CLIENT_SSL cleared")
                 return .greetClient(Self.build(parsed))
             }
         }
