@@ -28,6 +28,7 @@ PACKAGES=(
   postgresql        # PostgreSQL (SSLRequest)
   mariadb-server    # MySQL protocol (CLIENT_SSL)
   mariadb-client    # the mariadb command-line client
+  libnginx-mod-stream # nginx stream TLS with ALPN postgresql: the direct-TLS PostgreSQL test server
 )
 
 missing=()

@@ -28,7 +28,9 @@ extension Policy {
         } ?? "TLS >= \(tls.minVersion.rawValue)"
         if tls.isLegacy { versions += " (legacy)" }
         var line = "\(self.name)\(padding)  match \(destinations) port \(match.port) -> upstream port \(upstream.port)"
-        if let starttls = upstream.starttls { line += " via \(starttls.displayName) STARTTLS" }
+        if let starttls = upstream.starttls {
+            line += starttls.requiredALPN.map { " via \(starttls.displayName) (ALPN \($0) required)" } ?? " via \(starttls.displayName) STARTTLS"
+        }
         line += ", name \(name), \(trust), \(versions)"
         if !tls.pins.isEmpty { line += ", pins \(tls.pins.count)" }
         if !tls.crlFiles.isEmpty { line += ", crl \(tls.crlFiles.count)" }

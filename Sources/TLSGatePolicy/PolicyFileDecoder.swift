@@ -53,6 +53,11 @@ struct PolicyFileDecoder {
             let ports = starttls.usualPorts.map(String.init).joined(separator: ", ")
             warning(line, "starttls = \"\(starttls.rawValue)\" usually runs on port \(ports), but match port is \(match.port)")
         }
+        if let tls, let alpn = upstream?.starttls?.requiredALPN, !tls.alpn.isEmpty, tls.alpn != [alpn],
+            let line = value("tls", "alpn")?.line
+        {
+            error(line, "starttls = \"\(upstream?.starttls?.rawValue ?? "")\" offers and requires ALPN \"\(alpn)\" itself: remove [tls] alpn, or set it to [\"\(alpn)\"]")
+        }
         if let match, let upstream, upstream.starttls == nil, match.port == upstream.port,
             let line = value("upstream", "port")?.line
         {

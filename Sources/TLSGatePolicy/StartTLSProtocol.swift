@@ -12,6 +12,12 @@ public enum StartTLSProtocol: String, Sendable, Hashable, Codable, CaseIterable 
     /// PostgreSQL SSLRequest (protocol 3): port 5432. The client's own SSLRequest or
     /// GSSENCRequest is answered "N" by the gateway.
     case postgres
+    /// PostgreSQL 17 direct TLS: no SSLRequest, the TLS handshake at once with ALPN
+    /// `postgresql` (required). The client's SSLRequest/GSSENCRequest is still answered "N".
+    case postgresDirect = "postgres-direct"
+    /// MySQL/MariaDB CLIENT_SSL: the server's greeting, an SSL request, then TLS; sequence
+    /// numbers renumbered during authentication. Port 3306.
+    case mysql
 
     /// The match ports this protocol usually runs on: any other gets a warning from `check`.
     public var usualPorts: [UInt16] {
@@ -20,10 +26,22 @@ public enum StartTLSProtocol: String, Sendable, Hashable, Codable, CaseIterable 
         case .imap: return [143]
         case .pop3: return [110]
         case .ldap: return [389]
-        case .postgres: return [5432]
+        case .postgres, .postgresDirect: return [5432]
+        case .mysql: return [3306]
         }
     }
 
+    /// The ALPN protocol the TLS handshake must offer and the server must select; it
+    /// replaces `[tls] alpn` (which may only repeat it).
+    public var requiredALPN: String? { self == .postgresDirect ? "postgresql" : nil }
+
     /// "SMTP", "IMAP", "POP3": how messages name the protocol.
-    public var displayName: String { self == .postgres ? "PostgreSQL" : rawValue.uppercased() }
+    public var displayName: String {
+        switch self {
+        case .postgres: return "PostgreSQL"
+        case .postgresDirect: return "PostgreSQL direct TLS"
+        case .mysql: return "MySQL"
+        default: return rawValue.uppercased()
+        }
+    }
 }

@@ -36,6 +36,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     private var connectPending = false
     /// starttls: the plain-text exchange is over (the TLS handshake runs or ran).
     private var upgradeFinished = false
+    /// starttls = "mysql": the two channels' shared protocol state.
+    private var mysql: MySQLSession?
     private var clientClosed = false
     private var upstreamClosed = false
     private var logged = false
@@ -100,7 +102,18 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             guard machine.checked(allowed: true) == .connect else { return }
             if case .httpHost = shared.policy.upstream.serverName {
                 sniffHost()
-            } else if shared.policy.upstream.starttls == .postgres {
+            } else if shared.policy.upstream.starttls == .mysql {
+                // The client gets the gateway's greeting; its answer is held, renumbered.
+                let session = MySQLSession { reason, detail in self.refuseInProtocol(reason, detail) }
+                mysql = session
+                do {
+                    try client.pipeline.syncOperations.addHandler(MySQLClientHandler(session: session), position: .first)
+                } catch {
+                    abort(.clientError, "cannot set up the connection: \(error)")
+                    return
+                }
+                connect()
+            } else if shared.policy.upstream.starttls == .postgres || shared.policy.upstream.starttls == .postgresDirect {
                 // The client's SSLRequest is answered "N" here; its startup message is held.
                 do {
                     try client.pipeline.syncOperations.addHandler(PostgresClientHandler(), position: .first)
@@ -205,10 +218,18 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     /// starttls: the refusal in the protocol's own words (421, * BYE, -ERR) for a waiting client.
     private func respondInProtocol(_ proto: StartTLSProtocol, _ reason: RelayReason, _ detail: String) {
         guard clientResponse == nil else { return }
-        let text = StartTLSUpgrade.clientRefusal(proto, policy: shared.policy.name, reason: "\(reason)", detail: detail)
+        let text = StartTLSUpgrade.clientRefusal(
+            proto, policy: shared.policy.name, reason: "\(reason)", detail: detail, sequence: mysql?.refusalSequence ?? 0)
         var buffer = client.allocator.buffer(capacity: text.count)
         buffer.writeBytes(text)
         clientResponse = buffer
+    }
+
+    /// starttls: a refusal the client reads in its protocol's words whatever the reason
+    /// (MySQL: a client asking for TLS, a malformed packet either way during authentication).
+    private func refuseInProtocol(_ reason: RelayReason, _ detail: String) {
+        if let starttls = shared.policy.upstream.starttls { respondInProtocol(starttls, reason, detail) }
+        abort(reason, detail)
     }
 
     private func refuse(_ reason: RelayReason, _ detail: String) {
@@ -248,7 +269,9 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         let timeout = TimeAmount.milliseconds(policy.upstream.connectTimeout.milliseconds)
         // starttls: the plain-text upgrade comes first; it adds the TLS handler when done.
         let first: ChannelHandler = policy.upstream.starttls.map { makeUpgradeHandler($0, tlsHandler: tlsHandler) } ?? tlsHandler
-        let handlers = NIOLoopBound((first, glue), eventLoop: eventLoop)
+        // mysql: between TLS and the glue, the server's authentication packets are renumbered.
+        let middle: ChannelHandler? = mysql.map { MySQLServerAuthHandler(session: $0) }
+        let handlers = NIOLoopBound((first, middle, glue), eventLoop: eventLoop)
         connectPending = true
         ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
@@ -260,7 +283,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
                 self.pendingUpstream = channel
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(handlers.value.0)
-                    try channel.pipeline.syncOperations.addHandler(handlers.value.1)
+                    if let middle = handlers.value.1 { try channel.pipeline.syncOperations.addHandler(middle) }
+                    try channel.pipeline.syncOperations.addHandler(handlers.value.2)
                 }
             }
             .connect(to: target)
@@ -342,7 +366,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     /// to `tlsHandler`. Its callbacks run on this connection's event loop.
     private func makeUpgradeHandler(_ proto: StartTLSProtocol, tlsHandler: TLSClientHandler) -> StartTLSUpgradeHandler {
         let tls = NIOLoopBound(tlsHandler, eventLoop: eventLoop)
-        return StartTLSUpgradeHandler(
+        let handler = StartTLSUpgradeHandler(
             proto, makeTLSHandler: { tls.value },
             onUpgraded: { _ in
                 // The plain-text exchange is over: the handshake gets its own connect_timeout.
@@ -352,7 +376,10 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             onRefused: { why, _ in
                 self.upgradeFinished = true
                 self.abort(.starttlsRefused, why)
-            })
+            },
+            onGreetClient: mysql.map { session in { greeting in session.greet(greeting) } })
+        mysql?.upgradeHandler = handler
+        return handler
     }
 
     // MARK: RelayEvents
@@ -384,7 +411,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     }
 
     func admitFirstBytes(from side: RelayStateMachine.Side, _ buffer: ByteBuffer) -> Bool {
-        guard side == .client, Self.looksLikeClientHello(buffer) else { return true }
+        // mysql: the client's bytes were checked (and renumbered) by MySQLClientSide.
+        guard side == .client, mysql == nil, Self.looksLikeClientHello(buffer) else { return true }
         abort(
             .clientSpeaksTLS,
             "the client sent a TLS ClientHello on plain port \(shared.policy.match.port): it already speaks TLS, and the gateway does not wrap TLS in TLS")
@@ -426,6 +454,12 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     }
 
     func failed(_ side: RelayStateMachine.Side, _ error: Error) {
+        if side == .upstream, machine.isRelaying, mysql?.clientQuit == true {
+            // MySQL/MariaDB end a session after COM_QUIT with a bare close (no close_notify;
+            // a reset if the gateway's own close_notify arrives after it): nothing was cut.
+            abort(.completed, "the server closed the session after the client's COM_QUIT")
+            return
+        }
         if let tls = error as? TLSError {
             switch tls.kind {
             case .verificationFailed:
@@ -561,6 +595,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         // every connection's channels and buffers stayed alive (~9 KiB each, seen in the bench).
         clientGlue?.unlink()
         upstreamGlue?.unlink()
+        mysql?.upgradeHandler = nil
+        mysql = nil
         clientGlue = nil
         upstreamGlue = nil
         upstream = nil

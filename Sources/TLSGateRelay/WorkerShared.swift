@@ -50,6 +50,11 @@ extension TLSClientConfiguration {
     /// The TLS settings of a validated policy.
     public init(policy: Policy) {
         self.init(rule: policy.tls)
+        // postgres-direct: ALPN "postgresql", offered and required (check allows no other).
+        if let alpn = policy.upstream.starttls?.requiredALPN {
+            self.alpn = [alpn]
+            self.alpnRequired = true
+        }
     }
 
     /// The TLS settings of a validated policy's `[tls]` table.

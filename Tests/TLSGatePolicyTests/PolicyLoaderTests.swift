@@ -70,11 +70,13 @@ func diagnostics(_ text: String, name: String = "p.toml", extraFiles: [String: S
         #expect(result.diagnosticLines == [])
         #expect(result.policies.map(\.name) == [
             "http-example", "imap-example", "imap-starttls", "ldap-example", "ldap-starttls", "mqtt-example",
-            "pop3-starttls", "postgres-starttls", "smtp-starttls",
+            "mysql-starttls", "pop3-starttls", "postgres-direct", "postgres-starttls", "smtp-starttls",
         ])
-        #expect(result.policies.map(\.match.port) == [80, 143, 143, 389, 389, 1883, 110, 5432, 25])
-        #expect(result.policies.map(\.upstream.port) == [443, 993, 143, 636, 389, 8883, 110, 5432, 25])
-        #expect(result.policies.map(\.upstream.starttls) == [nil, nil, .imap, nil, .ldap, nil, .pop3, .postgres, .smtp])
+        #expect(result.policies.map(\.match.port) == [80, 143, 143, 389, 389, 1883, 3306, 110, 5432, 5432, 25])
+        #expect(result.policies.map(\.upstream.port) == [443, 993, 143, 636, 389, 8883, 3306, 110, 5432, 5432, 25])
+        #expect(result.policies.map(\.upstream.starttls) == [
+            nil, nil, .imap, nil, .ldap, nil, .mysql, .pop3, .postgresDirect, .postgres, .smtp,
+        ])
     }
 
     /// Every error in the broken folder, in order, as `tlsgate check` prints them.

@@ -11,8 +11,9 @@ private func text(_ policies: [Policy]) -> String {
     @Test func codableRoundTrip() throws {
         let result = PolicyLoader.loadDirectory(Fixtures.valid)
         let policies = result.policies + PolicyLoader.loadDirectory(Fixtures.shippedPolicies).policies
-        #expect(policies.count == 11)
+        #expect(policies.count == 13)
         #expect(text(policies).contains(#""starttls":"postgres""#))
+        #expect(text(policies).contains(#""starttls":"postgres-direct""#) && text(policies).contains(#""starttls":"mysql""#))
         let json = try JSONEncoder().encode(policies)
         let decoded = try JSONDecoder().decode([Policy].self, from: json)
         #expect(decoded == policies)

@@ -19,7 +19,9 @@ import Testing
     }
 
     @Test func everyProtocolIsAcceptedOnItsSamePort() throws {
-        for (name, port) in [("smtp", 25), ("smtp", 587), ("imap", 143), ("pop3", 110), ("ldap", 389), ("postgres", 5432), ("SMTP", 25)] {
+        for (name, port) in [("smtp", 25), ("smtp", 587), ("imap", 143), ("pop3", 110), ("ldap", 389), ("postgres", 5432), ("postgres-direct", 5432),
+            ("mysql", 3306), ("SMTP", 25),
+        ] {
             let text = policy(matchPort: port, upstreamPort: port, "starttls = \"\(name)\"")
             #expect(try diagnostics(text) == [], "\(name)")
             let directory = try Fixtures.folder(["p.toml": text])
@@ -38,10 +40,10 @@ import Testing
 
     @Test func unknownProtocolIsAnErrorNamingTheChoices() throws {
         #expect(try diagnostics(policy("starttls = \"xmpp\"")) == [
-            "p.toml:8: starttls \"xmpp\" is not a protocol tlsgate can upgrade; use one of \"smtp\", \"imap\", \"pop3\", \"ldap\", \"postgres\", or remove the key for direct TLS"
+            "p.toml:8: starttls \"xmpp\" is not a protocol tlsgate can upgrade; use one of \"smtp\", \"imap\", \"pop3\", \"ldap\", \"postgres\", \"postgres-direct\", \"mysql\", or remove the key for direct TLS"
         ])
         #expect(try diagnostics(policy("starttls = true")) == [
-            "p.toml:8: starttls must be a string (one of \"smtp\", \"imap\", \"pop3\", \"ldap\", \"postgres\"), got a boolean"
+            "p.toml:8: starttls must be a string (one of \"smtp\", \"imap\", \"pop3\", \"ldap\", \"postgres\", \"postgres-direct\", \"mysql\"), got a boolean"
         ])
     }
 
@@ -68,6 +70,14 @@ import Testing
     @Test func anUnusualPortWarns() throws {
         #expect(try diagnostics(policy(matchPort: 2143, upstreamPort: 143, "starttls = \"imap\"")) == [
             "p.toml:8: warning: starttls = \"imap\" usually runs on port 143, but match port is 2143"
+        ])
+    }
+
+    @Test func postgresDirectOwnsALPN() throws {
+        let base = policy(matchPort: 5432, upstreamPort: 5432, "starttls = \"postgres-direct\"")
+        #expect(try diagnostics(base + "\n[tls]\nalpn = [\"postgresql\"]\n") == [])
+        #expect(try diagnostics(base + "\n[tls]\nalpn = [\"h2\"]\n") == [
+            "p.toml:10: starttls = \"postgres-direct\" offers and requires ALPN \"postgresql\" itself: remove [tls] alpn, or set it to [\"postgresql\"]"
         ])
     }
 }

@@ -5,12 +5,16 @@ reading the same Maildirs.
 
 Every start waits (bounded) for the listening port; every stop is by PID.
 """
+import contextlib
 import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 MAIL_USER = "alice"
 MAIL_PASSWORD = "wonderland"
@@ -256,3 +260,29 @@ def stop_postfix(lab, proc, run):
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and Path("/proc/%d" % master).exists():
                 time.sleep(0.1)
+
+
+def starttls_policy(ca, addr, port, starttls, server_name="good.test"):
+    """A policy for one lab server reached with `starttls` on its own port."""
+    return ('[match]\nnetworks = ["%s/32"]\nport = %d\n\n'
+            '[upstream]\nport = %d\nserver_name = "%s"\nconnect_timeout = "3s"\nstarttls = "%s"\n\n'
+            '[tls]\ntrust = "%s"\n' % (addr, port, port, server_name, starttls, ca))
+
+
+@contextlib.contextmanager
+def server_folder(prefix, what):
+    """A fresh folder under /tmp for a module's servers and the list their processes go in:
+    on leaving, every process is stopped by PID and the folder removed; a RuntimeError from
+    a start fails the test with `what did not start`."""
+    from conftest import _stop_process
+    root = Path(tempfile.mkdtemp(prefix="tlsgate-%s-%d-" % (prefix, os.getpid()), dir="/tmp"))
+    root.chmod(0o755)
+    procs = []
+    try:
+        yield root, procs
+    except RuntimeError as e:
+        pytest.fail("%s did not start: %s" % (what, e), pytrace=False)
+    finally:
+        for p in reversed(procs):
+            _stop_process(p, 30)
+        shutil.rmtree(root, ignore_errors=True)

@@ -15,11 +15,14 @@ public struct StartTLSUpgrade: Sendable {
         case .pop3: machine = POP3Upgrade()
         case .ldap: machine = LDAPUpgrade()
         case .postgres: machine = PostgresUpgrade()
+        case .postgresDirect: machine = DirectTLSStart(proto)
+        case .mysql: machine = MySQLUpgrade()
         }
     }
 
     public mutating func start() -> UpgradeAction { machine.start() }
     public mutating func receive(_ bytes: [UInt8]) -> UpgradeAction { machine.receive(bytes) }
+    public mutating func clientAnswered(_ bytes: [UInt8]) -> UpgradeAction { machine.clientAnswered(bytes) }
     public var transcript: [String] { machine.transcript }
 
     /// What the client gets once the server is verified, in place of the server's own
@@ -30,20 +33,25 @@ public struct StartTLSUpgrade: Sendable {
         case .smtp: return Array("220 \(name) ESMTP ready (tlsgate: TLS to the server verified)\r\n".utf8)
         case .imap: return Array("* OK IMAP server \(name) ready (tlsgate: TLS to the server verified)\r\n".utf8)
         case .pop3: return Array("+OK POP3 server \(name) ready (tlsgate: TLS to the server verified)\r\n".utf8)
-        case .ldap, .postgres: return nil  // the client speaks first; its held request follows inside TLS
+        case .ldap, .postgres, .postgresDirect: return nil  // the client speaks first; its held request follows inside TLS
+        case .mysql: return nil  // its greeting came before TLS (MySQLUpgrade), rebuilt by the gateway
         }
     }
 
     /// The refusal a waiting client reads before the close: names the policy and the
-    /// reason; one line, printable, bounded.
-    public static func clientRefusal(_ proto: StartTLSProtocol, policy: String, reason: String, detail: String) -> [UInt8] {
+    /// reason; one line, printable, bounded. `sequence`: MySQL only, the number the client
+    /// expects on its next packet (`MySQLClientSide.clientExpects`).
+    public static func clientRefusal(
+        _ proto: StartTLSProtocol, policy: String, reason: String, detail: String, sequence: UInt8 = 0
+    ) -> [UInt8] {
         let text = UpgradeText.printable("tlsgate: policy \(policy): \(reason): \(detail)", max: 400)
         switch proto {
         case .smtp: return Array("421 4.7.0 \(text)\r\n".utf8)
         case .imap: return Array("* BYE \(text)\r\n".utf8)
         case .pop3: return Array("-ERR \(text)\r\n".utf8)
         case .ldap: return LDAPUpgrade.noticeOfDisconnection(text)
-        case .postgres: return PostgresUpgrade.errorResponse(text)
+        case .postgres, .postgresDirect: return PostgresUpgrade.errorResponse(text)
+        case .mysql: return MySQLPacket.err(sequence: sequence, text)
         }
     }
 }

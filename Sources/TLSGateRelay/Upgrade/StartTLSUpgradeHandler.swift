@@ -14,6 +14,8 @@ public final class StartTLSUpgradeHandler: ChannelInboundHandler, RemovableChann
     private let makeTLSHandler: () -> ChannelHandler
     private let onUpgraded: ([String]) -> Void
     private let onRefused: (String, [String]) -> Void
+    private let onGreetClient: (([UInt8]) -> Void)?
+    private var context: ChannelHandlerContext?
     private var started = false
     private var finished = false
 
@@ -21,11 +23,15 @@ public final class StartTLSUpgradeHandler: ChannelInboundHandler, RemovableChann
     ///   - makeTLSHandler: the TLS client handler, added when the exchange is over.
     ///   - onUpgraded: the exchange succeeded (with its transcript); the handshake begins.
     ///   - onRefused: why the server cannot be upgraded (with the transcript so far).
+    ///   - onGreetClient: MySQL: give the client this greeting; its answer comes back through
+    ///     `clientAnswered`. nil (`probe`, no client): a stock answer is used.
     public init(
         _ proto: StartTLSProtocol, makeTLSHandler: @escaping () -> ChannelHandler,
-        onUpgraded: @escaping ([String]) -> Void, onRefused: @escaping (String, [String]) -> Void
+        onUpgraded: @escaping ([String]) -> Void, onRefused: @escaping (String, [String]) -> Void,
+        onGreetClient: (([UInt8]) -> Void)? = nil
     ) {
         self.proto = proto
+        self.onGreetClient = onGreetClient
         self.upgrade = StartTLSUpgrade(proto, ehloName: "[127.0.0.1]")
         self.makeTLSHandler = makeTLSHandler
         self.onUpgraded = onUpgraded
@@ -33,7 +39,18 @@ public final class StartTLSUpgradeHandler: ChannelInboundHandler, RemovableChann
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         if context.channel.isActive { begin(context: context) }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// MySQL: the client's handshake response to the greeting given through `onGreetClient`.
+    public func clientAnswered(_ response: [UInt8]) {
+        guard let context, !finished else { return }
+        act(upgrade.clientAnswered(response), context: context)
     }
 
     public func channelActive(context: ChannelHandlerContext) {
@@ -80,6 +97,19 @@ public final class StartTLSUpgradeHandler: ChannelInboundHandler, RemovableChann
             context.read()
         case .refuse(let why):
             refuse(why)
+        case .greetClient(let greeting):
+            guard let onGreetClient else {
+                act(upgrade.clientAnswered(MySQLUpgrade.probeResponse), context: context)
+                return
+            }
+            onGreetClient(greeting)
+            // Nothing more may come from the server now; a read shows it (and a close).
+            context.read()
+        case .sendThenStartTLS(let bytes):
+            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+            buffer.writeBytes(bytes)
+            context.writeAndFlush(NIOAny(buffer), promise: nil)
+            act(.startTLS, context: context)
         case .startTLS:
             finished = true
             do {

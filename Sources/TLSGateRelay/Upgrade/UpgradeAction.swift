@@ -8,6 +8,11 @@ public enum UpgradeAction: Equatable, Sendable {
     case startTLS
     /// The server cannot be upgraded (or misbehaved): why, in words for the log and the client.
     case refuse(String)
+    /// MySQL: give the client this greeting (made by the gateway), then wait for the client's
+    /// answer, handed to the machine's `clientAnswered`.
+    case greetClient([UInt8])
+    /// Write these bytes to the server, then start the TLS handshake at once (no answer comes).
+    case sendThenStartTLS([UInt8])
 }
 
 /// One protocol's plain-text upgrade, as a value: fed the server's bytes, it answers with
@@ -19,6 +24,15 @@ public protocol UpgradeStateMachine: Sendable {
     mutating func receive(_ bytes: [UInt8]) -> UpgradeAction
     /// The exchange so far, one line per step ("S: 220 …", "C: EHLO …"), for `probe`.
     var transcript: [String] { get }
+    /// The client's first message, for protocols where the client answers a greeting
+    /// before TLS (`greetClient`).
+    mutating func clientAnswered(_ bytes: [UInt8]) -> UpgradeAction
+}
+
+extension UpgradeStateMachine {
+    public mutating func clientAnswered(_ bytes: [UInt8]) -> UpgradeAction {
+        .refuse("the client has no part in this protocol's upgrade")
+    }
 }
 
 /// Text shown to people (logs, refusals, probe): printable ASCII only, bounded.

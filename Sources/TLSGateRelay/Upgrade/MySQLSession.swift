@@ -1,0 +1,66 @@
+import NIOCore
+
+/// Ties the two channels of one `starttls = "mysql"` connection together (both live on the
+/// connection's event loop): the upstream `StartTLSUpgradeHandler` greets the client through
+/// it, the client's handshake response comes back through it, and during authentication the
+/// server's packets tell the client side which sequence number the client expects (for a
+/// refusal's ERR packet) and when authentication ends.
+final class MySQLSession {
+    /// The client's direction, as a value.
+    private(set) var client = MySQLClientSide()
+    /// Set by the client's handler when it is added.
+    var clientHandler: MySQLClientHandler?
+    /// Set when the upstream pipeline is made.
+    var upgradeHandler: StartTLSUpgradeHandler?
+    /// The client's COM_QUIT, after authentication (not with compression).
+    var quitWatch = MySQLQuitWatch()
+    private(set) var watchesQuit = false
+    /// The client said COM_QUIT last: the server's close without close_notify that follows
+    /// (MySQL's and MariaDB's way) ends the session normally.
+    var clientQuit: Bool { watchesQuit && quitWatch.quitSent }
+    /// Refuse the connection: the reason, the detail; the client gets an ERR packet.
+    private let onRefuse: (RelayReason, String) -> Void
+
+    init(onRefuse: @escaping (RelayReason, String) -> Void) {
+        self.onRefuse = onRefuse
+    }
+
+    /// The sequence number of an ERR packet the client would accept now.
+    var refusalSequence: UInt8 { client.clientExpects }
+
+    /// The upgrade made the client's greeting: write it and read the client's answer.
+    func greet(_ greeting: [UInt8]) {
+        client.greeted()
+        clientHandler?.write(greeting)
+    }
+
+    /// Bytes from the client, through the client side's state; what it says to do.
+    func clientSent(_ bytes: [UInt8]) -> MySQLClientSide.Action {
+        let action = client.receive(bytes)
+        switch action {
+        case .answered(let response, _):
+            // CLIENT_COMPRESS (bit 5) changes the framing after authentication.
+            watchesQuit = MySQLPacket.uint32(response[...], at: 0) & (1 << 5) == 0
+            upgradeHandler?.clientAnswered(response)
+        case .refuse(let refusal):
+            onRefuse(refusal.asksForTLS ? .clientSpeaksTLS : .clientError, refusal.detail)
+        case .needMore, .pass:
+            break
+        }
+        return action
+    }
+
+    /// The server's authentication packets went to the client with these sequence numbers.
+    func serverSent(sequences: [UInt8], ended: Bool) {
+        for sequence in sequences { client.serverSent(sequence: sequence) }
+        guard ended else { return }
+        if case .refuse(let refusal) = client.authenticationEnded() {
+            onRefuse(.clientError, refusal.detail)
+        }
+    }
+
+    /// The server misbehaved during authentication.
+    func serverRefused(_ why: String) {
+        onRefuse(.starttlsRefused, why)
+    }
+}
