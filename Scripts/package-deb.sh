@@ -13,7 +13,7 @@
 # postinst creates the system account "tlsgate" (kept on remove and purge), enables only
 # tlsgate-guard.service and starts nothing: edit /etc/tlsgate, run `tlsgate check`, then
 # `systemctl enable --now tlsgate`.
-# Depends: the shared libraries the binary links (found with dpkg -S), nftables, iproute2.
+# Depends: the shared libraries the binary links (found with dpkg -S), nftables, conntrack, iproute2.
 #
 # Usage: Scripts/package-deb.sh [--out DIR] [--binary FILE]
 #   --out DIR      where the .deb goes (default: the repository's folder)
@@ -105,7 +105,7 @@ for lib in $(readelf -d "$binary" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'
   [ -n "$pkg" ] || { echo "package-deb.sh: no Debian package owns $path" >&2; exit 1; }
   case "$seen" in *" $pkg "*) ;; *) seen="$seen$pkg "; deps="${deps:+$deps, }$pkg" ;; esac
 done
-deps="$deps, nftables, iproute2, adduser"
+deps="$deps, nftables, conntrack, iproute2, adduser"
 
 installed_kib=$(du -sk "$root" | cut -f1)
 cat > "$root/DEBIAN/control" <<EOF

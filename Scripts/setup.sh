@@ -10,6 +10,7 @@ PACKAGES=(
   pkg-config        # finds both of the above
   openssl           # the test PKI and test TLS servers
   nftables          # interception rules
+  conntrack         # clears flows a dead run redirected (tlsgate run, at start)
   iproute2          # network namespaces for the lab
   nginx-light       # a real TLS server for the demo
   curl              # a real plain-HTTP client for the demo

@@ -71,7 +71,8 @@ final class AcceptPressureLogger: ChannelInboundHandler {
         resumeScheduled = true
         let channel = context.channel
         try? channel.syncOptions?.setOption(.autoRead, value: false)
-        context.eventLoop.scheduleTask(in: Self.pause) {
+        // On this channel's event loop: the handler is touched by no other thread.
+        context.eventLoop.assumeIsolated().scheduleTask(in: Self.pause) {
             self.resumeScheduled = false
             try? channel.syncOptions?.setOption(.autoRead, value: true)
         }

@@ -56,6 +56,8 @@ public final class Supervisor: @unchecked Sendable {
     private var signalSources: [DispatchSourceSignal] = []
     private let finished = DispatchSemaphore(value: 0)
     private var tproxyRoutingInstalled = false
+    /// Whether the flows an earlier run redirected were cleared (once, before the first rules).
+    private var staleFlowsCleared = false
     private var stopFinished = false
     private var tickAt: UInt64?
 
@@ -407,6 +409,10 @@ public final class Supervisor: @unchecked Sendable {
             }
         }
         let plan = Self.plan(config: config, policies: live, gatewayUID: options.gatewayUID, disabled: off)
+        if !staleFlowsCleared {
+            staleFlowsCleared = true
+            clearStaleFlows(plan)
+        }
         // In place: the tables' hooks stay registered (what `tlsgate rules` prints).
         let (script, replaced) = try NFTables.apply(plan: plan)
         if replaced {
@@ -416,6 +422,19 @@ public final class Supervisor: @unchecked Sendable {
         }
         logger.debug("rules applied", metadata: ["ruleset": "\(script)"])
         saveGuard(plan)
+    }
+
+    /// Before the first rules of this run: conntrack entries of flows an earlier run
+    /// redirected to its (now dead) listen ports would refuse clients reusing their source
+    /// port for up to their timeout (`Conntrack`).
+    private func clearStaleFlows(_ plan: InterceptionPlan) {
+        let (deleted, problems) = Conntrack.forgetRedirectedFlows(for: plan)
+        if deleted > 0 {
+            logger.info("cleared connection-tracking entries of flows redirected by an earlier run", metadata: ["flows": "\(deleted)"])
+        }
+        for problem in problems {
+            logger.warning("cannot clear the flows redirected by an earlier run", metadata: ["error": "\(problem)"])
+        }
     }
 
     /// Saves the guard just applied, so a reboot or a start that fails puts it back

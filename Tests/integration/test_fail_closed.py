@@ -312,3 +312,103 @@ def test_the_saved_guard_comes_back_after_a_reboot_even_with_a_broken_config(
     # Out of service: --remove deletes the saved guard too, so no reboot brings it back.
     remove_rules(lab, gateway_dir)
     assert not guard_file.exists()
+
+
+# Client connections from fixed source ports: HOLD opens them and keeps them open until
+# the gateway dies under them; FROM_PORTS opens new ones from the same ports and checks
+# the echo server's answer comes back through the gateway.
+HOLD = textwrap.dedent("""
+    import socket, sys, time
+    host, ports = sys.argv[1], [int(p) for p in sys.argv[2].split(",")]
+    held = []
+    for port in ports:
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port)); s.settimeout(5); s.connect((host, 80))
+        s.sendall(b"x" * 10); got = b""
+        while len(got) < 10:
+            got += s.recv(10)
+        held.append(s)
+    # Then send without reading the echo: the gateway's side stops reading (back
+    # pressure), so bytes wait unread in its socket; closed by a kill, such a socket
+    # answers with a reset, as connections cut mid-transfer do.
+    for s in held:
+        s.setblocking(False)
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        for s in held:
+            try:
+                s.send(b"z" * 65536)
+            except BlockingIOError:
+                pass
+        time.sleep(0.01)
+    print("open", flush=True)
+    deadline = time.monotonic() + 30
+    for s in held:
+        s.setblocking(True)
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            while s.recv(65536):
+                pass
+        except OSError:
+            pass
+""")
+
+FROM_PORTS = textwrap.dedent("""
+    import json, socket, sys
+    host, ports = sys.argv[1], [int(p) for p in sys.argv[2].split(",")]
+    out = {}
+    for port in ports:
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port)); s.settimeout(5)
+        try:
+            s.connect((host, 80)); s.sendall(b"y" * 100); got = b""
+            while len(got) < 100:
+                b = s.recv(100)
+                if not b:
+                    break
+                got += b
+            out[port] = "ok" if got == b"y" * 100 else "short"
+        except ConnectionRefusedError:
+            out[port] = "refused"
+        except OSError as e:
+            out[port] = "error: %s" % e
+        finally:
+            s.close()
+    print(json.dumps(out))
+""")
+
+
+def test_a_restart_forgets_the_flows_the_dead_run_redirected(lab, tls_server, plain_listener, gateway, gateway_dir):
+    """After a kill -9, the kernel keeps the dead run's redirections (conntrack entries
+    pointing at its listen port; 10 s after a reset from the gateway's side). A client
+    reusing such a source port meanwhile was refused by the next run (2 of these 4 ports,
+    those cut with unread bytes); the next run now deletes those entries before its first
+    rules, and the same source ports are served at once."""
+    tls_server("good", "198.19.0.20")
+    listener = plain_listener("198.19.0.20")
+    ca = gateway_dir / "root.pem"
+    ports = "45101,45102,45103,45104"
+    g = gateway({"web": gateway_policy(["198.19.0.20/32"], ca)})
+    old_port = g.listen_port("web")
+    hold = _popen(lab.exec_argv(lab.client, [PY, "-c", HOLD, "198.19.0.20", ports]),
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert hold.stdout.readline().strip() == b"open", hold.stderr.read().decode(errors="replace")
+        workers = g.children()
+        g.proc.send_signal(signal.SIGKILL)
+        g.proc.wait(timeout=10)
+        wait_gone(workers)
+        hold.wait(timeout=35)
+    finally:
+        _stop_process(hold)
+    # The dead run's redirections are still in the kernel.
+    table = lab.run(lab.gw, ["conntrack", "-L", "-p", "tcp", "--orig-port-dst", "80", "--dst-nat"], check=False).stdout
+    stale = [l for l in table.splitlines()
+             if any("sport=%s " % p in l for p in ports.split(",")) and "sport=%d " % old_port in l]
+    assert len(stale) == 4, table
+    g2 = gateway({"web": gateway_policy(["198.19.0.20/32"], ca)})
+    cleared = g2.records("cleared connection-tracking entries of flows redirected by an earlier run")
+    assert cleared and int(cleared[0]["flows"]) >= 4, g2.log()
+    r = lab.run(lab.client, [PY, "-c", FROM_PORTS, "198.19.0.20", ports], check=False, timeout=60)
+    assert json.loads(r.stdout) == {p: "ok" for p in ports.split(",")}, (r.stdout, r.stderr, g2.log())
+    assert listener.accepted() == []
