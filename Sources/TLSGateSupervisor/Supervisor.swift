@@ -477,6 +477,7 @@ public final class Supervisor: @unchecked Sendable {
     private func resolveHosts(_ sources: [Policy]) -> [String: Policy] {
         let result = HostClaims.resolve(sources) { host in self.hostSchedule.addresses(of: host).compactMap(IPAddress.init) }
         for conflict in result.conflicts {
+            reportedConflicts.insert(conflict.description)
             logger.warning("\(conflict)", metadata: ["policy": "\(conflict.policy)", "host": "\(conflict.host)"])
         }
         var byName: [String: Policy] = [:]
@@ -523,6 +524,7 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     private let resolverQueue = DispatchQueue(label: "tlsgate.supervisor.dns")
+    private var reportedConflicts = Set<String>()
     private var hostRefreshAt: UInt64?
     private var hostRefreshRunning = false
 
@@ -566,9 +568,9 @@ public final class Supervisor: @unchecked Sendable {
         let live = table.policies.compactMap { sources[$0] }
         guard live.contains(where: { !$0.match.hosts.isEmpty }) else { return }
         let current = HostClaims.resolve(live) { host in self.hostSchedule.addresses(of: host).compactMap(IPAddress.init) }
-        var conflictsSeen = Set<String>()
-        for conflict in current.conflicts where conflictsSeen.insert(conflict.description).inserted {
-            logger.debug("\(conflict)")
+        // A name that moved into another policy's networks is said once, not at every refresh.
+        for conflict in current.conflicts where reportedConflicts.insert(conflict.description).inserted {
+            logger.warning("\(conflict)", metadata: ["policy": "\(conflict.policy)", "host": "\(conflict.host)"])
         }
         let byName = Dictionary(current.policies.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var changed: [WorkerTable.Version: (old: [IPNetwork], new: [IPNetwork])] = [:]

@@ -93,8 +93,10 @@ def test_a_master_whose_tlsgate_died_still_rejects_while_it_holds_the_address(pa
         if name == "keepalived-gw2":
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)
-    keepalived = dict(pair.procs)["keepalived-gw1"]
-    keepalived.send_signal(signal.SIGSTOP)
+    # keepalived runs a parent and a VRRP child (the one that runs the track script): both.
+    frozen = [dict(pair.procs)["keepalived-gw1"].pid, int((pair.work / "gw1" / "vrrp.pid").read_text())]
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
     try:
         gw = pair.gateways[1]
         gw.send_signal(signal.SIGKILL)
@@ -111,4 +113,5 @@ def test_a_master_whose_tlsgate_died_still_rejects_while_it_holds_the_address(pa
         assert "reject with tcp reset" in guard, guard
         assert "redirect to" in pair.run("gw1", ["nft", "list", "table", "inet", "tlsgate"]).stdout
     finally:
-        keepalived.send_signal(signal.SIGCONT)
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
