@@ -126,7 +126,9 @@ public final class Supervisor: @unchecked Sendable {
                     policy: policy, mode: assignment.mode, drainTimeout: assignment.drainTimeout, threads: assignment.threads))
             else { continue }
             let version = PolicyFingerprint.of(assignment: unresolved, log: config.log, policy: resolved)
-            versions[version] = (resolved, payload, policy)
+            // A version already running keeps what its workers know: `followHostAddresses`
+            // then brings it (workers, sets) to the addresses just resolved.
+            if versions[version] == nil { versions[version] = (resolved, payload, policy) }
             result[policy.name] = version
         }
         return result

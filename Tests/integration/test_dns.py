@@ -127,3 +127,25 @@ def test_a_name_that_starts_failing_keeps_its_addresses_and_says_so_once(
     # Back: the name resolves again, and says so.
     dns({"origin.test": {"a": ["198.19.0.22"], "ttl": TTL}})
     g.wait_log("dns refresh recovered", timeout=10)
+
+
+def test_a_reload_follows_a_changed_record_without_a_new_worker(
+        lab, tls_server, plain_client, gateway, gateway_dir, dns):
+    tls_server("good", "198.19.0.21")
+    tls_server("good", "198.19.0.23")
+    # A long TTL: only the reload can see the change within this test. (Not neighbours:
+    # auto-merge would show .21 and .22 as one range.)
+    dns({"origin.test": {"a": ["198.19.0.21"], "ttl": 3600}})
+    policy = gateway_policy([], gateway_dir / "root.pem").replace("networks = []", 'hosts = ["origin.test"]')
+    g = gateway({"named": policy}, extra='\n[dns]\nmin_refresh = "1s"\nmax_refresh = "10m"\n')
+    workers = g.worker_pids("named")
+    dns({"origin.test": {"a": ["198.19.0.21", "198.19.0.23"], "ttl": 3600}})
+    g.hup()
+    g.wait_log("reloaded")
+    assert wait_for(lambda: set_elements(g.table(), "dst_named_v4") == {"198.19.0.21", "198.19.0.23"}, 5), g.table()
+    assert set_elements(g.guard(), "dst_named_v4") == {"198.19.0.21", "198.19.0.23"}, g.guard()
+    g.wait_log("destinations updated")
+    assert g.worker_pids("named") == workers, "a new worker was started:\n" + g.log()
+    for address in ("198.19.0.21", "198.19.0.23"):
+        res = plain_client(address)[0]
+        assert res["error"] is None and res["recv_sha256"] == res["sent_sha256"], (address, res)
