@@ -22,6 +22,7 @@ Every process it starts is ended by PID; every wait is bounded.
 import argparse
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -314,7 +315,6 @@ class Pair:
 
 def wait_line(proc, what, timeout=15):
     deadline = time.monotonic() + timeout
-    import select
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("%s exited with %s" % (what, proc.returncode))

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from conftest import PY, TLSGATE_BIN, _require_root, _require_worker, unavailable
-from ha_pair import LAN_VIP, SERVER, Pair
+from ha_pair import SERVER, Pair
 
 SWITCH_LIMIT_S = 3.0
 
