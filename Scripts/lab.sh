@@ -20,31 +20,10 @@ set -euo pipefail
 
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-[ $# -ge 1 ] || usage
-action=$1; shift
-prefix="tg-"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --prefix) [ $# -ge 2 ] || usage; prefix=$2; shift 2 ;;
-    --prefix=*) prefix=${1#--prefix=}; shift ;;
-    -h|--help) usage ;;
-    *) echo "lab.sh: unknown argument: $1" >&2; usage ;;
-  esac
-done
-
-# Interface names are "${prefix}" + 2 chars: keep them within IFNAMSIZ-1 = 15.
-if [ "${#prefix}" -gt 13 ]; then
-  echo "lab.sh: prefix '$prefix' too long (max 13 chars, interface names must be <= 15)" >&2
-  exit 2
-fi
-case "$prefix" in
-  *[!A-Za-z0-9_.-]*) echo "lab.sh: prefix may only contain [A-Za-z0-9_.-]" >&2; exit 2 ;;
-esac
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "lab.sh: needs root (network namespaces)" >&2
-  exit 1
-fi
+default_prefix="tg-"
+# shellcheck source=Scripts/lab-args.sh
+. "$(dirname "$0")/lab-args.sh"
+lab_parse_args "$@"
 
 NS_C="${prefix}client"; NS_G="${prefix}gw"; NS_S="${prefix}server"
 IF_C="${prefix}c0"      # client side of the LAN pair

@@ -30,6 +30,7 @@ PACKAGES=(
   mariadb-server    # MySQL protocol (CLIENT_SSL)
   mariadb-client    # the mariadb command-line client
   libnginx-mod-stream # nginx stream TLS with ALPN postgresql: the direct-TLS PostgreSQL test server
+  keepalived        # VRRP for the HA pair (Scripts/ha-lab.sh, Tests/integration/test_ha.py); never the system service
 )
 
 missing=()
@@ -63,7 +64,7 @@ SEL
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
   # nginx is started by hand in the lab; never leave the distribution's instance running
-  for unit in nginx postfix dovecot slapd postgresql mariadb; do
+  for unit in nginx postfix dovecot slapd postgresql mariadb keepalived; do
     if systemctl is-active --quiet "$unit" 2>/dev/null; then systemctl stop "$unit" || true; fi
   done
 fi

@@ -103,6 +103,48 @@ public enum Ruleset {
         return out
     }
 
+    /// The script that takes the kernel from `old` to `new` when they differ only in the
+    /// policies' destination addresses (a `[match] hosts` name's addresses changed): one
+    /// transaction touching only the changed policies' `dst_` sets, in both tables (the
+    /// guard covers the new addresses at once). Addresses that only enter are `add element`;
+    /// a set that loses one is flushed and refilled in the same transaction (its adjacent
+    /// elements may have been merged by `auto-merge`, so `delete element` of one of them
+    /// would fail), which no packet sees half done. Rules, other sets and established
+    /// connections are untouched. Nil when anything else differs, or a set would have to
+    /// appear or vanish (a family that had no address gets one): then the whole script.
+    /// Empty when nothing changed.
+    public static func elementUpdate(from old: InterceptionPlan, to new: InterceptionPlan) -> String? {
+        guard old.mode == new.mode, old.clients == new.clients, old.gatewayUID == new.gatewayUID,
+            old.tproxyMark == new.tproxyMark, old.entries.count == new.entries.count
+        else { return nil }
+        var lines: [String] = []
+        for (before, after) in zip(old.entries, new.entries) {
+            var same = after
+            same.ipv4 = before.ipv4
+            same.ipv6 = before.ipv6
+            guard same == before else { return nil }
+            for v6 in [false, true] {
+                let was = v6 ? before.ipv6 : before.ipv4
+                let now = v6 ? after.ipv6 : after.ipv4
+                guard was.isEmpty == now.isEmpty else { return nil }
+                guard Set(was) != Set(now) else { continue }
+                let name = setName(after, v6: v6)
+                let added = now.filter { !was.contains($0) }
+                let lost = was.contains { !now.contains($0) }
+                for table in after.intercepted ? [tableName, guardTableName] : [guardTableName] {
+                    if lost {
+                        lines.append("flush set \(tableFamily) \(table) \(name)")
+                        lines.append("add element \(tableFamily) \(table) \(name) { \(now.joined(separator: ", ")) }")
+                    } else {
+                        lines.append("add element \(tableFamily) \(table) \(name) { \(added.joined(separator: ", ")) }")
+                    }
+                }
+            }
+        }
+        guard !lines.isEmpty else { return "" }
+        return "# tlsgate: destination addresses changed; generated, do not edit\n" + lines.joined(separator: "\n") + "\n"
+    }
+
     /// The interception table.
     public static func body(for plan: InterceptionPlan) -> String {
         var lines: [String] = []

@@ -29,6 +29,9 @@
 /// listen = "127.0.0.1:9464"            # (off) /metrics and /healthz
 /// allow_remote = false                 # (false) true: listen may be non-loopback
 /// control_socket = "/run/tlsgate/control.sock"  # (that) "" = none
+/// [dns]
+/// min_refresh = "30s"                  # ("30s")
+/// max_refresh = "1h"                   # ("1h")
 /// ```
 public struct GatewayConfig: Sendable, Equatable, Codable {
     /// `[intercept] mode`: which connections are taken over (default `redirect`).
@@ -239,6 +242,26 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         }
     }
 
+    /// `[dns]`: how often the `[match] hosts` names of the policies are resolved again.
+    public struct DNS: Sendable, Equatable, Codable {
+        /// `min_refresh`: a name is never asked again sooner than this, whatever its TTL
+        /// (and a name that fails is retried after this, doubling up to `max_refresh`);
+        /// 1s...1h (default 30s).
+        public var minRefresh: TimeSpan
+        /// `max_refresh`: a name is asked again at least this often, whatever its TTL (and
+        /// this often when its TTL is unknown: names from /etc/hosts or the system
+        /// resolver); at least `min_refresh`, at most 24h (default 1h).
+        public var maxRefresh: TimeSpan
+
+        public static let minRefreshRange = TimeSpan.seconds(1)...TimeSpan.hours(1)
+        public static let maxRefreshRange = TimeSpan.seconds(1)...TimeSpan.hours(24)
+
+        public init(minRefresh: TimeSpan = .seconds(30), maxRefresh: TimeSpan = .hours(1)) {
+            self.minRefresh = minRefresh
+            self.maxRefresh = maxRefresh
+        }
+    }
+
     /// The file this came from, as given.
     public var sourcePath: String
     /// `policies` (required): the folder of policy files, one `*.toml` per policy. A
@@ -253,12 +276,14 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
     public var log: Log
     public var workers: Workers
     public var admin: Admin
+    public var dns: DNS
 
     public init(
         sourcePath: String, policies: String, user: String? = nil, intercept: Intercept = Intercept(),
-        log: Log = Log(), workers: Workers = Workers(), admin: Admin = Admin()
+        log: Log = Log(), workers: Workers = Workers(), admin: Admin = Admin(), dns: DNS = DNS()
     ) {
         self.admin = admin
+        self.dns = dns
         self.sourcePath = sourcePath
         self.policies = policies
         self.user = user

@@ -49,10 +49,12 @@ struct GatewayConfigDecoder {
         let log = decodeLog()
         let workers = decodeWorkers()
         let admin = decodeAdmin()
+        let dns = decodeDNS()
         // An error anywhere (user included, which is optional) means no config.
-        guard !fields.hasErrors, let policies, let intercept, let log, let workers, let admin else { return nil }
+        guard !fields.hasErrors, let policies, let intercept, let log, let workers, let admin, let dns else { return nil }
         return GatewayConfig(
-            sourcePath: file, policies: policies, user: user, intercept: intercept, log: log, workers: workers, admin: admin)
+            sourcePath: file, policies: policies, user: user, intercept: intercept, log: log, workers: workers, admin: admin,
+            dns: dns)
     }
 
     // MARK: - Top level
@@ -347,5 +349,21 @@ struct GatewayConfigDecoder {
         }
         guard ok else { return nil }
         return GatewayConfig.Admin(listen: listen, allowRemote: allowRemote, controlSocket: controlSocket)
+    }
+
+    // MARK: - [dns]
+
+    private mutating func decodeDNS() -> GatewayConfig.DNS? {
+        typealias D = GatewayConfig.DNS
+        let defaults = D()
+        let minimum = fields.duration("dns", "min_refresh", default: defaults.minRefresh, range: D.minRefreshRange)
+        let maximum = fields.duration(
+            "dns", "max_refresh", default: max(defaults.maxRefresh, minimum ?? defaults.minRefresh), range: D.maxRefreshRange)
+        guard let minimum, let maximum else { return nil }
+        if maximum < minimum, let value = fields.value("dns", "max_refresh"), let text = value.stringValue {
+            fields.error(value.line, "max_refresh \(quoted(text)) is below min_refresh \(minimum): raise max_refresh or lower min_refresh")
+            return nil
+        }
+        return D(minRefresh: minimum, maxRefresh: maximum)
     }
 }

@@ -8,12 +8,13 @@ enum GatewayConfigSchema {
         ("log", ["format", "level"]),
         ("workers", ["drain_timeout", "restart_delay", "restart_delay_max", "crash_limit", "crash_window", "threads"]),
         ("admin", ["listen", "allow_remote", "control_socket"]),
+        ("dns", ["min_refresh", "max_refresh"]),
     ]
 
     static let schema = TOMLSchema(
         rootKeys: rootKeys,
         tables: tables,
-        rootKeyHint: "the top of the file takes policies and user; other keys go in [intercept], [log], [workers] or [admin]",
+        rootKeyHint: "the top of the file takes policies and user; other keys go in [intercept], [log], [workers], [admin] or [dns]",
         foreignTables: Dictionary(
             uniqueKeysWithValues: PolicySchema.tables.map {
                 ($0.name, "[\($0.name)] belongs in a policy file in the policies folder, not in the global config")

@@ -11,10 +11,14 @@ public struct DestinationCheck: Sendable {
     public let policy: Policy
     /// Addresses of the gateway's own interfaces, as text.
     public let localAddresses: Set<String>
+    /// The destinations allowed: the policy's networks, or the newer list the supervisor
+    /// sent when a `[match] hosts` name's addresses changed.
+    public let networks: [IPNetwork]
 
-    public init(policy: Policy, localAddresses: Set<String>) {
+    public init(policy: Policy, localAddresses: Set<String>, networks: [IPNetwork]? = nil) {
         self.policy = policy
         self.localAddresses = localAddresses
+        self.networks = networks ?? policy.match.networks
     }
 
     /// - Parameters:
@@ -39,7 +43,7 @@ public struct DestinationCheck: Sendable {
                 .destinationNotInPolicy,
                 "original port \(originalPort) is not the policy's match port \(policy.match.port)")
         }
-        guard policy.match.networks.contains(where: { $0.contains(address) || $0.contains(unmapped) }) else {
+        guard networks.contains(where: { $0.contains(address) || $0.contains(unmapped) }) else {
             return .refuse(.destinationNotInPolicy, "\(unmapped) is not in the policy's networks")
         }
         return .allow

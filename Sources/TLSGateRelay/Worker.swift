@@ -142,6 +142,21 @@ public final class Worker: Sendable {
         statsTask.withLockedValue { $0 = task }
     }
 
+    /// Takes `networks` as the policy's destinations from now on (the supervisor's
+    /// `destinations` line: a `[match] hosts` name's addresses changed); open connections
+    /// are not touched. Logs what entered and left.
+    public func updateDestinations(_ networks: [IPNetwork]) {
+        let old = shared.updateDestinations(networks)
+        let added = networks.filter { !old.contains($0) }.map(\.description)
+        let removed = old.filter { !networks.contains($0) }.map(\.description)
+        logger.info(
+            "destinations updated",
+            metadata: [
+                "destinations": "\(networks.count)", "added": "\(added.joined(separator: ","))",
+                "removed": "\(removed.joined(separator: ","))",
+            ])
+    }
+
     /// Open connections right now.
     public var activeConnections: Int { shared.limiter.current }
 

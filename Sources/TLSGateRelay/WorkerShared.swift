@@ -16,6 +16,8 @@ final class WorkerShared: Sendable {
     /// TPROXY: the accepted socket's local address is the original destination.
     let transparent: Bool
     private let localAddresses: NIOLockedValueBox<Set<String>>
+    /// The policy's destination networks now (its hosts' addresses follow DNS).
+    private let destinations: NIOLockedValueBox<[IPNetwork]>
 
     init(policy: Policy, tlsContext: TLSContext, logger: Logger, localAddresses: Set<String>, transparent: Bool) {
         self.policy = policy
@@ -24,6 +26,15 @@ final class WorkerShared: Sendable {
         self.logger = logger
         self.limiter = ConnectionLimiter(limit: policy.limits.maxConnections)
         self.localAddresses = NIOLockedValueBox(localAddresses)
+        self.destinations = NIOLockedValueBox(policy.match.networks)
+    }
+
+    /// Replaces the destination networks; returns the old ones.
+    func updateDestinations(_ networks: [IPNetwork]) -> [IPNetwork] {
+        destinations.withLockedValue { current in
+            defer { current = networks }
+            return current
+        }
     }
 
     func updateLocalAddresses(_ addresses: Set<String>) {
@@ -31,7 +42,8 @@ final class WorkerShared: Sendable {
     }
 
     func destinationCheck() -> DestinationCheck {
-        DestinationCheck(policy: policy, localAddresses: localAddresses.withLockedValue { $0 })
+        DestinationCheck(
+            policy: policy, localAddresses: localAddresses.withLockedValue { $0 }, networks: destinations.withLockedValue { $0 })
     }
 
     /// The name the certificate must carry (and SNI), from the policy.

@@ -42,16 +42,18 @@ public final class Supervisor: @unchecked Sendable {
     /// Each policy as validated from its file, by name (host refresh resolves these again).
     var sources: [String: Policy] = [:]
     /// What each version a worker is started with is: the policy with its hosts resolved
-    /// and the assignment bytes.
-    private var versions: [WorkerTable.Version: (policy: Policy, payload: Data)] = [:]
+    /// (now: they follow DNS), the assignment bytes, and the policy as validated.
+    private var versions: [WorkerTable.Version: (policy: Policy, payload: Data, source: Policy)] = [:]
     var sockets: [String: ListenSocket] = [:]
     /// Metrics, status and control requests (Supervisor+Admin.swift).
     var admin = AdminState()
     var processes: [WorkerTable.WorkerID: WorkerProcess] = [:]
     private var workerIDs: [pid_t: WorkerTable.WorkerID] = [:]
-    /// The last addresses each `[match] hosts` name resolved to: a name that stops
-    /// resolving keeps them (and stays guarded) instead of falling out of the rules.
-    private var lastResolved: [String: [IPAddress]] = [:]
+    /// When each `[match] hosts` name is asked again and its last good addresses: a name
+    /// that stops resolving keeps them (and stays guarded) instead of falling out of the rules.
+    private var hostSchedule: HostRefreshSchedule
+    /// The rule entries and plan last applied, so address changes update only the sets.
+    private var appliedRules: (entries: [WorkerTable.RuleEntry], plan: InterceptionPlan)?
     private var exitCode: Int32 = 0
     private var signalSources: [DispatchSourceSignal] = []
     private let finished = DispatchSemaphore(value: 0)
@@ -68,6 +70,8 @@ public final class Supervisor: @unchecked Sendable {
         self.reloader = reloader
         self.initialPolicies = policies
         self.table = WorkerTable(settings: Self.settings(config))
+        self.hostSchedule = HostRefreshSchedule(
+            minimum: UInt64(config.dns.minRefresh.milliseconds), maximum: UInt64(config.dns.maxRefresh.milliseconds))
     }
 
     private let initialPolicies: [Policy]
@@ -113,6 +117,9 @@ public final class Supervisor: @unchecked Sendable {
 
     /// Each policy's version (hosts resolved, files hashed), by name; `versions` learns them.
     private func versions(for policies: [Policy]) -> [String: WorkerTable.Version] {
+        let names = Set(policies.flatMap(\.match.hosts))
+        for name in names.sorted() { record(name, Result { () throws(SystemError) in try HostResolver.resolve(name) }) }
+        hostSchedule.keep(only: names.union(sources.values.flatMap(\.match.hosts)))
         let effective = resolveHosts(policies)
         var result: [String: WorkerTable.Version] = [:]
         for policy in policies {
@@ -120,15 +127,28 @@ public final class Supervisor: @unchecked Sendable {
             let assignment = WorkerAssignment(
                 policy: resolved, mode: config.intercept.mode, drainTimeout: config.workers.drainTimeout,
                 threads: config.workers.threads)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            guard var payload = try? encoder.encode(assignment) else { continue }
-            payload.append(0x0a)
-            let version = PolicyFingerprint.of(assignment: payload, log: config.log, policy: resolved)
-            versions[version] = (resolved, payload)
+            // The version leaves the hosts' addresses out: when they change the worker is
+            // told (`destinations`), not replaced.
+            guard let payload = Self.payload(assignment),
+                let unresolved = Self.payload(WorkerAssignment(
+                    policy: policy, mode: assignment.mode, drainTimeout: assignment.drainTimeout, threads: assignment.threads))
+            else { continue }
+            let version = PolicyFingerprint.of(assignment: unresolved, log: config.log, policy: resolved)
+            // A version already running keeps what its workers know: `followHostAddresses`
+            // then brings it (workers, sets) to the addresses just resolved.
+            if versions[version] == nil { versions[version] = (resolved, payload, policy) }
             result[policy.name] = version
         }
         return result
+    }
+
+    /// An assignment as the JSON line a worker reads.
+    private static func payload(_ assignment: WorkerAssignment) -> Data? {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard var payload = try? encoder.encode(assignment) else { return nil }
+        payload.append(0x0a)
+        return payload
     }
 
     // MARK: the table's inputs and actions
@@ -195,13 +215,7 @@ public final class Supervisor: @unchecked Sendable {
                 return .spawnFailed(id, reason: "\(error)")
             }
         case .allowAccept(let id, _):
-            // A channel whose source is gone is closed (EOF): the worker is exiting.
-            guard let process = processes[id], process.source != nil else { break }
-            let line = WorkerReport.acceptLine
-            let written = line.withUnsafeBytes { write(process.channel, $0.baseAddress, $0.count) }
-            if written != line.count {
-                logger.error("cannot tell a worker to accept", metadata: ["pid": "\(process.pid)", "error": "\(SystemError("write"))"])
-            }
+            tell(id, .accept)
         case .signal(_, let pid, let signal):
             kill(pid, signal == .kill ? SIGKILL : SIGTERM)
         case .applyRules(let entries):
@@ -360,10 +374,15 @@ public final class Supervisor: @unchecked Sendable {
         // Names are validated unique; the sources of removed policies stay until their
         // sockets close (they are only read to log `policy listening`).
         for policy in policies { sources[policy.name] = policy }
+        hostSchedule.minimum = UInt64(newConfig.dns.minRefresh.milliseconds)
+        hostSchedule.maximum = max(hostSchedule.minimum, UInt64(newConfig.dns.maxRefresh.milliseconds))
         reloadAccepted(ticket: table.upcomingTicket, reply: reply)
         send(.reload(versions(for: policies), Self.settings(newConfig)))
         let live = Set(table.policies).union(table.disabled.keys)
         sources = sources.filter { live.contains($0.key) }
+        // An unchanged policy whose hosts resolved differently keeps its worker.
+        followHostAddresses()
+        scheduleHostRefresh()
     }
 
     // MARK: stop
@@ -398,17 +417,7 @@ public final class Supervisor: @unchecked Sendable {
     // MARK: firewall
 
     private func applyRules(_ entries: [WorkerTable.RuleEntry]) throws {
-        var live: [(Policy, UInt16)] = []
-        var off: [Policy] = []
-        for entry in entries {
-            guard let policy = versions[entry.version]?.policy else { continue }
-            if entry.intercepted, let socket = sockets[entry.policy] {
-                live.append((policy, socket.port))
-            } else {
-                off.append(policy)
-            }
-        }
-        let plan = Self.plan(config: config, policies: live, gatewayUID: options.gatewayUID, disabled: off)
+        let plan = rulePlan(entries)
         if !staleFlowsCleared {
             staleFlowsCleared = true
             clearStaleFlows(plan)
@@ -420,8 +429,24 @@ public final class Supervisor: @unchecked Sendable {
                 "the nftables tables could not be updated in place (left by another mode or version?); they were deleted and re-created",
                 metadata: ["tables": "inet \(Ruleset.tableName), inet \(Ruleset.guardTableName)"])
         }
+        appliedRules = (entries, plan)
         logger.debug("rules applied", metadata: ["ruleset": "\(script)"])
         saveGuard(plan)
+    }
+
+    /// The plan for the table's rule entries, with each version's current addresses.
+    private func rulePlan(_ entries: [WorkerTable.RuleEntry]) -> InterceptionPlan {
+        var live: [(Policy, UInt16)] = []
+        var off: [Policy] = []
+        for entry in entries {
+            guard let policy = versions[entry.version]?.policy else { continue }
+            if entry.intercepted, let socket = sockets[entry.policy] {
+                live.append((policy, socket.port))
+            } else {
+                off.append(policy)
+            }
+        }
+        return Self.plan(config: config, policies: live, gatewayUID: options.gatewayUID, disabled: off)
     }
 
     /// Before the first rules of this run: conntrack entries of flows an earlier run
@@ -497,15 +522,13 @@ public final class Supervisor: @unchecked Sendable {
 
     // MARK: host names
 
-    /// How often `[match] hosts` are resolved again.
-    static let hostRefreshInterval = DispatchTimeInterval.seconds(300)
-
     /// Every policy with the current addresses of its `[match] hosts` added to its networks
     /// (what the rules and the worker's destination check use), by name. An address two
     /// policies claim is decided by `HostClaims` and reported.
     private func resolveHosts(_ sources: [Policy]) -> [String: Policy] {
-        let result = HostClaims.resolve(sources) { host in self.lookup(host) }
+        let result = HostClaims.resolve(sources) { host in self.hostSchedule.addresses(of: host).compactMap(IPAddress.init) }
         for conflict in result.conflicts {
+            reportedConflicts.insert(conflict.description)
             logger.warning("\(conflict)", metadata: ["policy": "\(conflict.policy)", "host": "\(conflict.host)"])
         }
         var byName: [String: Policy] = [:]
@@ -518,43 +541,163 @@ public final class Supervisor: @unchecked Sendable {
         return byName
     }
 
-    /// A host's addresses now; its last known ones when it stops resolving.
-    private func lookup(_ host: String) -> [IPAddress] {
-        do {
-            let addresses = try HostResolver.addresses(of: host).compactMap(IPAddress.init)
-            if !addresses.isEmpty {
-                lastResolved[host] = addresses
-                return addresses
+    /// Notes what resolving `name` gave: new addresses, or a failure that keeps the last ones
+    /// (logged once per change, counted in `hostRefreshStatus`).
+    private func record(_ name: String, _ outcome: Result<HostResolver.Resolution, SystemError>) {
+        let now = Self.now()
+        switch outcome {
+        case .success(let resolution) where !resolution.addresses.isEmpty:
+            let (changed, recovered) = hostSchedule.resolved(name, addresses: resolution.addresses, ttl: resolution.ttl, now: now)
+            if changed || recovered {
+                logger.info(
+                    recovered ? "dns refresh recovered" : "dns addresses",
+                    metadata: [
+                        "name": "\(name)", "addresses": "\(resolution.addresses.joined(separator: ","))",
+                        "ttl": "\(resolution.ttl.map { "\($0)s" } ?? "-")", "source": "\(resolution.source.rawValue)",
+                    ])
             }
-        } catch {
+        case .success:
+            record(name, .failure(SystemError("resolve \(name): no address", errno: 0)))
+        case .failure(let error):
             options.admin.metrics?.dnsRefreshFailed()
-            if let last = lastResolved[host] {
+            let news = hostSchedule.failed(name, error: "\(error)", now: now)
+            guard news else { return }
+            let kept = hostSchedule.addresses(of: name)
+            if kept.isEmpty {
                 logger.warning(
-                    "cannot resolve a policy host; keeping its last addresses",
-                    metadata: ["host": "\(host)", "addresses": "\(last.map(\.description).joined(separator: ","))", "error": "\(error)"])
-                return last
+                    "dns refresh failed; its traffic is not intercepted until it resolves",
+                    metadata: ["name": "\(name)", "kept": "-", "error": "\(error)"])
+            } else {
+                logger.warning(
+                    "dns refresh failed; keeping its last addresses",
+                    metadata: ["name": "\(name)", "kept": "\(kept.joined(separator: ","))", "error": "\(error)"])
             }
-            logger.warning(
-                "cannot resolve a policy host; its traffic is not intercepted until it resolves",
-                metadata: ["host": "\(host)", "error": "\(error)"])
         }
-        return lastResolved[host] ?? []
     }
 
+    private let resolverQueue = DispatchQueue(label: "tlsgate.supervisor.dns")
+    private var reportedConflicts = Set<String>()
+    private var hostRefreshAt: UInt64?
+    private var hostRefreshRunning = false
+
+    /// Arms the timer for the next name due (each name's TTL, within `[dns]` bounds).
     private func scheduleHostRefresh() {
-        queue.asyncAfter(deadline: .now() + Self.hostRefreshInterval) {
-            guard !self.table.stopping else { return }
-            self.refreshHosts()
-            self.scheduleHostRefresh()
+        guard !table.stopping, !hostRefreshRunning, let deadline = hostSchedule.nextDeadline else { return }
+        if let at = hostRefreshAt, at <= deadline { return }
+        hostRefreshAt = deadline
+        let now = Self.now()
+        queue.asyncAfter(deadline: .now() + .milliseconds(deadline > now ? Int(deadline - now) : 0) + .milliseconds(5)) {
+            guard self.hostRefreshAt == deadline else { return }
+            self.hostRefreshAt = nil
+            self.refreshDueHosts()
         }
     }
 
-    /// Resolves every policy's hosts again; a policy whose addresses changed gets a new
-    /// worker (the old one drains once it is ready) and the rules follow.
-    private func refreshHosts() {
-        let withHosts = table.policies.compactMap { sources[$0] }.filter { !$0.match.hosts.isEmpty }
-        guard !withHosts.isEmpty else { return }
-        send(.hostsChanged(versions(for: withHosts)))
+    /// Resolves the names that are due off the supervisor's queue (a slow nameserver does not
+    /// hold up signals and workers), then lets the rules and workers follow.
+    private func refreshDueHosts() {
+        guard !table.stopping else { return }
+        let names = hostSchedule.due(now: Self.now())
+        guard !names.isEmpty else { return scheduleHostRefresh() }
+        hostRefreshRunning = true
+        resolverQueue.async {
+            let outcomes = names.map { name in (name, Result { () throws(SystemError) in try HostResolver.resolve(name) }) }
+            self.queue.async {
+                self.hostRefreshRunning = false
+                guard !self.table.stopping else { return }
+                for (name, outcome) in outcomes { self.record(name, outcome) }
+                self.followHostAddresses()
+                self.scheduleHostRefresh()
+            }
+        }
+    }
+
+    /// Brings each live version's addresses up to date with `hostSchedule` (through
+    /// `HostClaims`), then its workers and the nftables sets: the workers first learn the
+    /// old and new addresses together, the sets change in one transaction, then the workers
+    /// get the new list alone. No worker is restarted, no connection touched.
+    private func followHostAddresses() {
+        let live = table.policies.compactMap { sources[$0] }
+        guard live.contains(where: { !$0.match.hosts.isEmpty }) else { return }
+        let current = HostClaims.resolve(live) { host in self.hostSchedule.addresses(of: host).compactMap(IPAddress.init) }
+        // A name that moved into another policy's networks is said once, not at every refresh.
+        for conflict in current.conflicts where reportedConflicts.insert(conflict.description).inserted {
+            logger.warning("\(conflict)", metadata: ["policy": "\(conflict.policy)", "host": "\(conflict.host)"])
+        }
+        let byName = Dictionary(current.policies.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var changed: [WorkerTable.Version: (old: [IPNetwork], new: [IPNetwork])] = [:]
+        for (version, entry) in versions {
+            guard let updated = byName[entry.source.name], sources[entry.source.name] == entry.source,
+                updated.match.networks != entry.policy.match.networks,
+                let assignment = try? JSONDecoder().decode(WorkerAssignment.self, from: entry.payload),
+                let payload = Self.payload(WorkerAssignment(
+                    policy: updated, mode: assignment.mode, drainTimeout: assignment.drainTimeout, threads: assignment.threads))
+            else { continue }
+            changed[version] = (entry.policy.match.networks, updated.match.networks)
+            versions[version] = (updated, payload, entry.source)
+            logger.info(
+                "policy destinations changed",
+                metadata: [
+                    "policy": "\(entry.source.name)",
+                    "added": "\(updated.match.networks.filter { !entry.policy.match.networks.contains($0) }.map(\.description).joined(separator: ","))",
+                    "removed": "\(entry.policy.match.networks.filter { !updated.match.networks.contains($0) }.map(\.description).joined(separator: ","))",
+                ])
+        }
+        guard !changed.isEmpty else { return }
+        let workers = processes.keys.sorted().compactMap { id in table.workers[id].map { (id, $0.version) } }
+        for (id, version) in workers {
+            guard let change = changed[version] else { continue }
+            tell(id, .destinations(change.old + change.new.filter { !change.old.contains($0) }))
+        }
+        updateRuleSets()
+        for (id, version) in workers {
+            guard let change = changed[version] else { continue }
+            tell(id, .destinations(change.new))
+        }
+    }
+
+    /// Applies the current addresses to the rules last applied: only the changed sets
+    /// (`Ruleset.elementUpdate`), or the whole script when a set appears or vanishes.
+    private func updateRuleSets() {
+        guard let applied = appliedRules else { return }
+        let plan = rulePlan(applied.entries)
+        guard plan != applied.plan else { return }
+        if let script = Ruleset.elementUpdate(from: applied.plan, to: plan) {
+            do {
+                try NFTables.apply(script)
+                appliedRules = (applied.entries, plan)
+                logger.info("destination sets updated")
+                logger.debug("rules applied", metadata: ["ruleset": "\(script)"])
+                saveGuard(plan)
+                return
+            } catch {
+                logger.warning("cannot update the destination sets alone; updating the whole tables in place", metadata: ["error": "\(error)"])
+            }
+        }
+        do {
+            try applyRules(applied.entries)
+        } catch {
+            logger.error("cannot apply the new rules; the previous table stays", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Writes one control line to a worker (nothing when its channel is closed: it is exiting).
+    private func tell(_ id: WorkerTable.WorkerID, _ message: SupervisorMessage) {
+        guard let process = processes[id], process.source != nil else { return }
+        let line = message.line
+        let written = line.withUnsafeBytes { write(process.channel, $0.baseAddress, $0.count) }
+        if written != line.count {
+            logger.error("cannot write to a worker's control channel", metadata: ["pid": "\(process.pid)", "error": "\(SystemError("write"))"])
+        }
+    }
+
+    /// What `[match] hosts` resolution looks like now, for status and metrics: every
+    /// name's last good addresses, next refresh, last error, and the failure counters
+    /// (`failures` is `tlsgate_dns_refresh_failures_total`). Thread-safe; never call it
+    /// on the supervisor's own queue.
+    public func hostRefreshStatus() -> HostRefreshSchedule {
+        dispatchPrecondition(condition: .notOnQueue(queue))
+        return queue.sync { hostSchedule }
     }
 
     // MARK: signals

@@ -110,8 +110,6 @@ public struct WorkerTable: Sendable {
         case exited(WorkerID, status: String)
         /// SIGHUP with a new validated config: every policy by name with its version.
         case reload([String: Version], Settings)
-        /// `[match] hosts` resolved to new addresses: the policies whose version changed.
-        case hostsChanged([String: Version])
         case rulesFailed(reason: String)
         case terminate(reason: String, exitCode: Int32)
         case tick
@@ -220,7 +218,6 @@ public struct WorkerTable: Sendable {
         case .misbehaved(let id, let reason): misbehaved(id, reason)
         case .exited(let id, let status): exited(id, status)
         case .reload(let versions, let settings): reload(versions, settings)
-        case .hostsChanged(let versions): hostsChanged(versions)
         case .rulesFailed(let reason): rulesFailed(reason)
         case .terminate(let reason, let code): terminate(reason, code)
         case .tick: tick()
@@ -484,17 +481,6 @@ public struct WorkerTable: Sendable {
         disabled = disabled.filter { versions[$0.key] != nil && slots[$0.key] == nil }
         tickets[nextTicket] = ticket
         nextTicket += 1
-    }
-
-    private mutating func hostsChanged(_ versions: [String: Version]) {
-        guard !stopping else { return }
-        for (name, version) in versions.sorted(by: { $0.key < $1.key }) {
-            guard let slot = slots[name], version != slot.version,
-                version != slot.next.flatMap({ workers[$0]?.version })
-            else { continue }
-            log(.info, "policy host addresses changed", ["policy": name])
-            spawnReplacement(name, version: version)
-        }
     }
 
     private mutating func rulesFailed(_ reason: String) {

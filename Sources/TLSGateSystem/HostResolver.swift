@@ -24,4 +24,34 @@ public enum HostResolver {
         }
         return result.sorted()
     }
+
+    /// Where a name's addresses came from, and for how long DNS says they hold.
+    public struct Resolution: Sendable, Equatable {
+        public enum Source: String, Sendable { case hosts, dns, system }
+        public var addresses: [String]
+        /// The TTL in seconds when DNS gave one; nil for /etc/hosts and the system resolver.
+        public var ttl: UInt32?
+        public var source: Source
+    }
+
+    /// `name`'s addresses the way the gateway refreshes them: /etc/hosts first (as
+    /// `hosts: files dns`), then the nameservers of /etc/resolv.conf with the stub resolver
+    /// (which gives the TTL), and when that fails, the system resolver (getaddrinfo:
+    /// search domains, nsswitch, TCP). Throws with both errors when all fail.
+    public static func resolve(_ name: String) throws(SystemError) -> Resolution {
+        let listed = HostsFile.systemAddresses(of: name)
+        if !listed.isEmpty { return Resolution(addresses: listed, ttl: nil, source: .hosts) }
+        let dnsError: SystemError
+        do {
+            let answer = try DNSStubResolver.resolve(name)
+            return Resolution(addresses: answer.addresses, ttl: answer.ttl, source: .dns)
+        } catch {
+            dnsError = error
+        }
+        do {
+            return Resolution(addresses: try addresses(of: name), ttl: nil, source: .system)
+        } catch {
+            throw SystemError("\(dnsError); system resolver: \(error)", errno: 0)
+        }
+    }
 }

@@ -203,19 +203,28 @@ struct WorkerCommand: ParsableCommand {
             // The supervisor holds the other end: `accept` lets this worker accept; EOF means
             // the supervisor is gone, and so must we be.
             Thread.detachNewThread {
-                var byte: UInt8 = 0
-                var line: [UInt8] = []
-                while true {
-                    let n = read(controlFd, &byte, 1)
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                var buffer: [UInt8] = []
+                reading: while true {
+                    let n = chunk.withUnsafeMutableBytes { read(controlFd, $0.baseAddress, $0.count) }
                     if n < 0 && errno == EINTR { continue }
                     if n <= 0 { break }
-                    line.append(byte)
-                    guard byte == 0x0a else {
-                        if line.count > 64 { line.removeAll() }
-                        continue
+                    buffer += chunk[0..<n]
+                    while true {
+                        switch SupervisorMessage.parse(buffer) {
+                        case .incomplete:
+                            continue reading
+                        case .invalid(let why, let consumed):
+                            logger.error("ignoring a control message", metadata: identity.merging(["error": "\(why)"]) { $1 })
+                            buffer.removeFirst(consumed)
+                        case .message(let message, let consumed):
+                            buffer.removeFirst(consumed)
+                            switch message {
+                            case .accept: worker.beginAccepting()
+                            case .destinations(let networks): worker.updateDestinations(networks)
+                            }
+                        }
                     }
-                    if line == WorkerReport.acceptLine { worker.beginAccepting() }
-                    line.removeAll()
                 }
                 guard firstStop() else { return }
                 logger.warning(

@@ -224,6 +224,49 @@ import Testing
         #expect(updated == fresh)
     }
 
+    @Test func addressChangesTouchOnlyTheChangedSetsInBothTables() throws {
+        let before = InterceptionPlan(mode: .redirect, clients: .init(ipv4: ["198.18.0.0/24"]), entries: [http, ldap], gatewayUID: 1)
+        var after = before
+        after.entries[1].ipv4 = ["198.51.100.7/32", "198.51.100.9/32"]
+        #expect(Ruleset.elementUpdate(from: before, to: before) == "")
+        let added = try #require(Ruleset.elementUpdate(from: before, to: after))
+        #expect(added.split(separator: "\n").dropFirst() == [
+            "add element inet tlsgate dst_ldap_v4 { 198.51.100.9/32 }",
+            "add element inet tlsgate_guard dst_ldap_v4 { 198.51.100.9/32 }",
+        ])
+        // A lost address: flush and refill, in the same transaction (auto-merge may have merged it).
+        var moved = before
+        moved.entries[1].ipv4 = ["198.51.100.8/32"]
+        #expect(try #require(Ruleset.elementUpdate(from: before, to: moved)).split(separator: "\n").dropFirst() == [
+            "flush set inet tlsgate dst_ldap_v4", "add element inet tlsgate dst_ldap_v4 { 198.51.100.8/32 }",
+            "flush set inet tlsgate_guard dst_ldap_v4", "add element inet tlsgate_guard dst_ldap_v4 { 198.51.100.8/32 }",
+        ])
+        // A disabled policy has only its guard set.
+        var disabled = before
+        disabled.entries[1].intercepted = false
+        var disabledAfter = disabled
+        disabledAfter.entries[1].ipv4 = ["198.51.100.7/32", "198.51.100.9/32"]
+        #expect(try #require(Ruleset.elementUpdate(from: disabled, to: disabledAfter)).split(separator: "\n").dropFirst() == [
+            "add element inet tlsgate_guard dst_ldap_v4 { 198.51.100.9/32 }"
+        ])
+    }
+
+    @Test func anythingBeyondAddressesNeedsTheWholeScript() {
+        let before = InterceptionPlan(mode: .redirect, clients: .init(ipv4: ["198.18.0.0/24"]), entries: [http, ldap], gatewayUID: 1)
+        var newFamily = before
+        newFamily.entries[1].ipv6 = ["2001:db8::7/128"]  // the set does not exist yet
+        #expect(Ruleset.elementUpdate(from: before, to: newFamily) == nil)
+        var port = before
+        port.entries[1].listenPort = 42000
+        #expect(Ruleset.elementUpdate(from: before, to: port) == nil)
+        var fewer = before
+        fewer.entries.removeLast()
+        #expect(Ruleset.elementUpdate(from: before, to: fewer) == nil)
+        var clients = before
+        clients.clients.ipv4 = ["198.18.1.0/24"]
+        #expect(Ruleset.elementUpdate(from: before, to: clients) == nil)
+    }
+
     /// Checks the generated script with nft itself (`-c`: parse and validate, apply nothing),
     /// inside a throw-away network namespace.
     @Test(.enabled(if: getuid() == 0 || ProcessInfo.processInfo.environment["CI"] != nil,
@@ -238,6 +281,12 @@ import Testing
             defer { _ = try? shell(["ip", "netns", "del", ns]) }
             let status = try shell(["ip", "netns", "exec", ns, NFTables.nftPath, "-c", "-f", "-"], input: Ruleset.script(for: plan))
             #expect(status == 0, "nft rejected the \(mode) ruleset:\n\(Ruleset.script(for: plan))")
+            // The element update applies on top of the applied tables (kernel state: not -c).
+            var moved = plan
+            moved.entries[0].ipv4 = ["203.0.114.0/24", "203.0.113.0/25"]
+            let update = try #require(Ruleset.elementUpdate(from: plan, to: moved))
+            let applied = try shell(["ip", "netns", "exec", ns, NFTables.nftPath, "-f", "-"], input: Ruleset.script(for: plan) + update)
+            #expect(applied == 0, "nft rejected the element update:\n\(update)")
         }
     }
 

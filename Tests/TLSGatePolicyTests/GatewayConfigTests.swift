@@ -372,6 +372,29 @@ private func replacing(_ old: String, with new: String) -> String {
         #expect(config?.workers.restartDelayMax == .seconds(30))
     }
 
+    @Test func dnsRefreshBounds() throws {
+        let (defaults, none) = try loadConfig(baseConfig)
+        #expect(none == [])
+        #expect(defaults?.dns == GatewayConfig.DNS(minRefresh: .seconds(30), maxRefresh: .hours(1)))
+        let (config, found) = try loadConfig(baseConfig + "\n[dns]\nmin_refresh = \"5s\"\nmax_refresh = \"10m\"")
+        #expect(found == [])
+        #expect(config?.dns == GatewayConfig.DNS(minRefresh: .seconds(5), maxRefresh: .minutes(10)))
+        // A min_refresh above the default max_refresh lifts it.
+        let (raised, _) = try loadConfig(baseConfig + "\n[dns]\nmin_refresh = \"1h\"")
+        #expect(raised?.dns.maxRefresh == .hours(1))
+        let dns = baseConfig + "\n[dns]\n"
+        #expect(try configDiagnostics(dns + "min_refresh = \"500ms\"") == [
+            "tlsgate.toml:5: min_refresh \"500ms\" is out of range: must be between 1s and 1h"
+        ])
+        #expect(try configDiagnostics(dns + "max_refresh = \"2d\"") == [
+            "tlsgate.toml:5: max_refresh \"2d\" is not a duration: use a number and a unit, e.g. \"250ms\", \"5s\", \"1h30m\""
+        ])
+        #expect(try configDiagnostics(dns + "min_refresh = \"5m\"\nmax_refresh = \"1m\"") == [
+            "tlsgate.toml:6: max_refresh \"1m\" is below min_refresh 5m: raise max_refresh or lower min_refresh"
+        ])
+        #expect(try configDiagnostics(dns + "ttl = \"5m\"") == ["tlsgate.toml:5: unknown key \"ttl\""])
+    }
+
     // MARK: - Unknown keys and tables
 
     @Test func didYouMean() throws {
@@ -406,7 +429,7 @@ private func replacing(_ old: String, with new: String) -> String {
             "tlsgate.toml:1: unknown key \"log\" ([log] is a table: write [log] on a line of its own, then its keys below it)"
         ])
         #expect(try configDiagnostics("color = true\n" + baseConfig) == [
-            "tlsgate.toml:1: unknown key \"color\" outside any table (the top of the file takes policies and user; other keys go in [intercept], [log], [workers] or [admin])"
+            "tlsgate.toml:1: unknown key \"color\" outside any table (the top of the file takes policies and user; other keys go in [intercept], [log], [workers], [admin] or [dns])"
         ])
         #expect(try configDiagnostics(baseConfig + "\n[log]\ncolor = true") == ["tlsgate.toml:5: unknown key \"color\""])
         #expect(try configDiagnostics(baseConfig + "\n[match]\nport = 80") == [
@@ -416,7 +439,7 @@ private func replacing(_ old: String, with new: String) -> String {
             "tlsgate.toml:4: unknown table [user] (user is a key: write user = ... at the top of the file, before any [table] header)"
         ])
         #expect(try configDiagnostics(baseConfig + "\n[metrics]") == [
-            "tlsgate.toml:4: unknown table [metrics] (known tables: [intercept], [log], [workers], [admin])"
+            "tlsgate.toml:4: unknown table [metrics] (known tables: [intercept], [log], [workers], [admin], [dns])"
         ])
         #expect(try configDiagnostics(baseConfig + "\n[log.file]") == [
             "tlsgate.toml:4: unknown table [log.file] ([log] has no sub-tables)"

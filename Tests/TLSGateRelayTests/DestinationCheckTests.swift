@@ -21,6 +21,18 @@ import TLSGatePolicy
         #expect(check.evaluate(original: "::ffff:203.0.113.7", originalPort: 80, socketLocal: "::ffff:198.18.0.1", socketLocalPort: 40000) == .allow)
     }
 
+    @Test func newerDestinationsFromTheSupervisorReplaceThePolicys() {
+        let moved = DestinationCheck(
+            policy: policy, localAddresses: [], networks: [IPNetwork("198.51.100.9")!, IPNetwork("2001:db8::/32")!])
+        #expect(moved.evaluate(original: "198.51.100.9", originalPort: 80, socketLocal: "198.18.0.1", socketLocalPort: 40000) == .allow)
+        guard case .refuse(.destinationNotInPolicy, _) = moved.evaluate(
+            original: "203.0.113.7", originalPort: 80, socketLocal: "198.18.0.1", socketLocalPort: 40000)
+        else {
+            Issue.record("an address that left the destinations is still allowed")
+            return
+        }
+    }
+
     @Test func noOriginalDestinationIsRefused() {
         guard case .refuse(let reason, _) = check.evaluate(original: nil, originalPort: 0, socketLocal: "198.18.0.1", socketLocalPort: 40000) else {
             Issue.record("allowed")

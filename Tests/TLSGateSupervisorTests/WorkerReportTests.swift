@@ -42,3 +42,42 @@ import TLSGatePolicy
         }
     }
 }
+
+/// The supervisor's lines to a worker (`SupervisorMessage`): what the worker accepts.
+@Suite struct SupervisorMessageTests {
+    @Test func linesRoundTrip() {
+        #expect(SupervisorMessage.accept.line == WorkerReport.acceptLine)
+        #expect(SupervisorMessage.parse(SupervisorMessage.accept.line) == .message(.accept, consumed: 7))
+        let networks = [IPNetwork("198.19.0.0/24")!, IPNetwork("198.19.0.40")!, IPNetwork("2001:2:0:1::40")!]
+        let line = SupervisorMessage.destinations(networks).line
+        #expect(String(decoding: line, as: UTF8.self) == "destinations 198.19.0.0/24 198.19.0.40/32 2001:2:0:1::40/128\n")
+        #expect(SupervisorMessage.parse(line) == .message(.destinations(networks), consumed: line.count))
+        #expect(SupervisorMessage.parse(Array("destinations\n".utf8)) == .message(.destinations([]), consumed: 13))
+        #expect(SupervisorMessage.parse(Array("destinations 198.19".utf8)) == .incomplete)
+    }
+
+    @Test func anythingElseIsRefusedAndSkipped() {
+        for text in [
+            "accept now\n", "ACCEPT\n", "destinations 198.19.0.40\n", "destinations 198.19.0.1/24\n",
+            "destinations  198.19.0.0/24\n", "destinations 198.19.0.0/24 \n", "destinations 0198.19.0.0/24\n",
+            "destinations 198.19.0.0/24\r\n", "exec /bin/sh\n", "\u{1b}accept\n",
+        ] {
+            guard case .invalid(_, let consumed) = SupervisorMessage.parse(Array(text.utf8)) else {
+                Issue.record("\(text.debugDescription) accepted")
+                continue
+            }
+            #expect(consumed == text.utf8.count)
+        }
+        let tooMany = "destinations" + String(repeating: " 198.19.0.40/32", count: SupervisorMessage.maximumNetworks + 1) + "\n"
+        guard case .invalid = SupervisorMessage.parse(Array(tooMany.utf8)) else {
+            Issue.record("too many destinations accepted")
+            return
+        }
+        let endless = [UInt8](repeating: 0x61, count: SupervisorMessage.maximumLength)
+        guard case .invalid(_, let consumed) = SupervisorMessage.parse(endless) else {
+            Issue.record("an endless line accepted")
+            return
+        }
+        #expect(consumed == endless.count)
+    }
+}
