@@ -26,6 +26,22 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
         public var workers: [Worker]
     }
 
+    /// A `[match] hosts` name: what it resolved to last and when it is asked again.
+    public struct Host: Codable, Sendable, Equatable {
+        public var name: String
+        /// The last good addresses (kept while the name fails).
+        public var addresses: [String]
+        /// The TTL of the last DNS answer; nil when it had none (/etc/hosts, the system resolver).
+        public var ttlSeconds: UInt32?
+        /// Seconds until it is asked again.
+        public var nextRefreshSeconds: Double
+        /// The last error while the name fails; nil while it resolves.
+        public var error: String?
+        public var consecutiveFailures: Int
+        /// Failed refreshes of this name since the start.
+        public var failures: UInt64
+    }
+
     public struct Reload: Codable, Sendable, Equatable {
         /// Configs taken since start (0: the start-up one).
         public var generation: Int
@@ -51,6 +67,8 @@ public struct GatewayStatus: Codable, Sendable, Equatable {
     public var rulesApplied: Bool
     public var reload: Reload
     public var policies: [Policy]
+    /// Every `[match] hosts` name of the policies, sorted.
+    public var hosts: [Host]
 }
 
 /// The answer to `reload` on the control socket.

@@ -208,7 +208,13 @@ extension Supervisor {
             reload: GatewayStatus.Reload(
                 generation: admin.generation, lastResult: admin.waiters.isEmpty ? admin.lastResult : "pending",
                 lastAt: admin.lastAt, errors: admin.lastErrors, failed: admin.lastFailed),
-            policies: policies)
+            policies: policies,
+            hosts: hostSchedule.entries.sorted { $0.key < $1.key }.map { name, entry in
+                GatewayStatus.Host(
+                    name: name, addresses: entry.addresses, ttlSeconds: entry.ttl,
+                    nextRefreshSeconds: Double(entry.due > now ? entry.due - now : 0) / 1000, error: entry.error,
+                    consecutiveFailures: entry.consecutiveFailures, failures: entry.failures)
+            })
     }
 
     // MARK: reload results

@@ -51,7 +51,7 @@ public final class Supervisor: @unchecked Sendable {
     private var workerIDs: [pid_t: WorkerTable.WorkerID] = [:]
     /// When each `[match] hosts` name is asked again and its last good addresses: a name
     /// that stops resolving keeps them (and stays guarded) instead of falling out of the rules.
-    private var hostSchedule: HostRefreshSchedule
+    var hostSchedule: HostRefreshSchedule
     /// The rule entries and plan last applied, so address changes update only the sets.
     private var appliedRules: (entries: [WorkerTable.RuleEntry], plan: InterceptionPlan)?
     private var exitCode: Int32 = 0

@@ -70,12 +70,29 @@ struct StatusCommand: ParsableCommand {
                     ])
             }
         }
-        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
-        for row in rows {
-            out += row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
+        out += columns(rows)
+        if !status.hosts.isEmpty {
+            out += "\n"
+            var hostRows = [["HOST", "ADDRESSES", "TTL", "NEXT", "DNS"]]
+            for host in status.hosts {
+                let state = host.error.map { "failing (\(host.consecutiveFailures) in a row, keeping the last addresses): \($0)" } ?? "ok"
+                hostRows.append([
+                    host.name, host.addresses.isEmpty ? "-" : host.addresses.joined(separator: ","),
+                    host.ttlSeconds.map { "\($0)s" } ?? "-", duration(host.nextRefreshSeconds), state,
+                ])
+            }
+            out += columns(hostRows)
         }
         return out
+    }
+
+    /// Rows as left-aligned columns two spaces apart.
+    static func columns(_ rows: [[String]]) -> String {
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
+        }.joined()
     }
 
     /// `42s`, `3m05s`, `2h03m`, `4d02h`.

@@ -138,9 +138,11 @@ def keepalived_conf(prefix, index, pidfile):
                 "lan_vip": LAN_VIP, "public_vip": PUBLIC_VIP}
 
 
-def tlsgate_conf():
+def tlsgate_conf(control_socket):
+    # Each gateway its own control socket: two on one host must not share /run/tlsgate's
+    # (the second one would refuse to start).
     return ('policies = "policies"\nuser = "tlsgate"\n\n[intercept]\nmode = "redirect"\nfrom = ["198.18.0.0/24"]\n'
-            'guard_file = ""\n\n[workers]\ndrain_timeout = "2s"\n')
+            'guard_file = ""\n\n[workers]\ndrain_timeout = "2s"\n\n[admin]\ncontrol_socket = "%s"\n' % control_socket)
 
 
 def policy(ca):
@@ -222,7 +224,7 @@ class Pair:
         root = self.work / ("gw%d" % index)
         (root / "policies").mkdir(parents=True)
         shutil.copy(Path(pki) / "root.pem", root / "root.pem")
-        (root / "tlsgate.toml").write_text(tlsgate_conf())
+        (root / "tlsgate.toml").write_text(tlsgate_conf(root / "control.sock"))
         (root / "policies" / "ha.toml").write_text(policy(root / "root.pem"))
         for p in (root, root / "policies"):
             p.chmod(0o755)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PY, _popen, _stop_process, gateway_policy
+from test_admin import status_json, tlsgate
 from test_gateway import set_elements
 
 HERE = Path(__file__).resolve().parent
@@ -124,9 +125,18 @@ def test_a_name_that_starts_failing_keeps_its_addresses_and_says_so_once(
         res = plain_client("198.19.0.22")[0]
         assert res["error"] is None and res["recv_sha256"] == res["sent_sha256"], (word, res)
     assert "NXDOMAIN" in failed[0]["error"] or "SERVFAIL" in failed[0]["error"], failed
-    # Back: the name resolves again, and says so.
+    # `tlsgate status` shows the name failing, with the addresses it keeps.
+    hosts = status_json(g)["hosts"]
+    assert [h["name"] for h in hosts] == ["origin.test"], hosts
+    assert hosts[0]["addresses"] == ["198.19.0.22"] and hosts[0]["error"], hosts
+    assert hosts[0]["consecutive_failures"] >= 2 and hosts[0]["failures"] >= hosts[0]["consecutive_failures"], hosts
+    table = tlsgate(g, "status").stdout
+    assert "origin.test  198.19.0.22" in table and "failing (" in table, table
+    # Back: the name resolves again, and says so (in the log and in status).
     dns({"origin.test": {"a": ["198.19.0.22"], "ttl": TTL}})
     g.wait_log("dns refresh recovered", timeout=10)
+    hosts = status_json(g)["hosts"]
+    assert hosts[0].get("error") is None and hosts[0]["consecutive_failures"] == 0 and hosts[0]["ttl_seconds"] == TTL, hosts
 
 
 def test_a_reload_follows_a_changed_record_without_a_new_worker(
