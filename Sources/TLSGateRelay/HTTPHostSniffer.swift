@@ -19,6 +19,10 @@ struct HTTPHostSniffer {
         self.maxBytes = maxBytes
     }
 
+    /// A method is shorter than this (the longest registered one, UPDATEREDIRECTREF, has 17
+    /// bytes): a head with no space in its first `methodLimit` bytes is not HTTP.
+    static let methodLimit = 32
+
     /// What `.bad` says when the client opens with a TLS record instead of a request.
     static let clientHello = "the client sent a TLS ClientHello: it already speaks TLS"
 
@@ -39,10 +43,12 @@ struct HTTPHostSniffer {
                 return result
             }
         }
-        // A head that cannot be HTTP is refused at once, not after maxBytes.
+        // A head that cannot be HTTP is refused at once, not after maxBytes. Both checks look
+        // at the head's start only, and `parse` refuses the same heads, so the verdict never
+        // depends on how the request was split into reads (found by the http-host fuzz target).
         if let space = head.firstIndex(of: 0x20), !head[..<space].allSatisfy(Self.isTokenChar) {
             result = .bad("not an HTTP request")
-        } else if head.count >= 16, !head.contains(0x20) {
+        } else if head.count >= Self.methodLimit, !head.prefix(Self.methodLimit).contains(0x20) {
             result = .bad("not an HTTP request")
         }
         return result
@@ -63,7 +69,8 @@ struct HTTPHostSniffer {
         while let last = lines.last, last.isEmpty { lines.removeLast() }
         guard let requestLine = lines.first else { return .bad("empty request") }
         let parts = requestLine.split(separator: " ", omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, parts[0].utf8.allSatisfy(Self.isTokenChar),
+        guard parts.count == 3, !parts[0].isEmpty, parts[0].utf8.count < Self.methodLimit,
+            parts[0].utf8.allSatisfy(Self.isTokenChar),
             parts[2] == "HTTP/1.1" || parts[2] == "HTTP/1.0"
         else {
             return .bad("not an HTTP/1.x request line")
