@@ -28,6 +28,7 @@
 #     untrusted-chain.pem                  leaf + untrusted-intermediate ("unable to get local issuer certificate")
 #     untrusted-withroot-chain.pem         leaf + untrusted-intermediate + untrusted-root
 #                                          ("self-signed certificate in certificate chain")
+#   crlfsan.pem/.key, -chain.pem         self-signed, DNS SAN "evil.test" CR LF and a forged log line
 #   deepca1.pem deepca2.pem, deep.pem/.key, deep-chain.pem
 #                                        DNS:good.test under root > deepca1 > deepca2 (chain = leaf + both CAs)
 #   crl.pem                              the intermediate's current CRL (revoked listed)
@@ -189,6 +190,23 @@ quiet openssl ca -batch -notext -selfsign -config db-selfsigned/ca.cnf -keyfile 
 rm -f selfsigned.csr selfsigned.ext
 cp selfsigned.pem selfsigned-chain.pem
 
+# crlfsan: self-signed, its DNS SAN holds CR LF and a forged log line after them (OpenSSL's
+# config reader turns the unquoted \r\n into the two bytes): test_logs.py's FORGED.
+ec_key crlfsan.key
+cat > crlfsan.cnf <<'CNF'
+[leaf_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = @alt
+[alt]
+DNS.1 = evil.test\r\n2026-01-01T00:00:00.000Z info connection closed policy=forged result=ok
+CNF
+quiet openssl req -x509 -new -key crlfsan.key -subj "/CN=evil.test" -days 30 -config crlfsan.cnf \
+  -extensions leaf_ext -out crlfsan.pem
+rm -f crlfsan.cnf
+cp crlfsan.pem crlfsan-chain.pem
+
 self_root untrusted-root "tlsgate UNTRUSTED test root"
 sub_ca untrusted-root untrusted-intermediate "tlsgate UNTRUSTED test intermediate" "$INT_EXT"
 ec_key untrusted.key
@@ -255,6 +273,8 @@ expect ": OK" -untrusted deep-chain.pem -verify_depth 2 -verify_hostname good.te
 expect "certificate chain too long" -untrusted deep-chain.pem -verify_depth 1 deep.pem
 expect "too weak" $U -auth_level 2 rsa1024.pem
 }
+openssl x509 -in crlfsan.pem -noout -ext subjectAltName | grep -q $'evil.test\r$' \
+  || { echo "make-test-pki.sh: self-check: crlfsan.pem lacks its CR LF" >&2; fail=1; }
 openssl ocsp -respin ocsp-stapled.der -resp_text -noverify 2>/dev/null | grep -q "Cert Status: good" \
   || { echo "make-test-pki.sh: self-check: ocsp-stapled.der is not 'good'" >&2; fail=1; }
 openssl ocsp -respin ocsp-revoked.der -resp_text -noverify 2>/dev/null | grep -q "Cert Status: revoked" \
