@@ -1,8 +1,9 @@
 /// Reads an HTTP/1.x request head as it arrives and finds the name the client wants, for
 /// policies with `server_name = "http-host"`: the TLS server name is then taken from the
 /// request itself. Bounded in bytes; pure, so it is tested without sockets.
-struct HTTPHostSniffer {
-    enum Result: Equatable {
+/// `package`: the fuzz target (Sources/tlsgate-fuzz) drives it too.
+package struct HTTPHostSniffer {
+    package enum Result: Equatable {
         /// The head is not complete yet.
         case needMore
         /// The host (lower-cased, without port; IPv6 without brackets).
@@ -15,7 +16,7 @@ struct HTTPHostSniffer {
     private var head: [UInt8] = []
     private(set) var result: Result = .needMore
 
-    init(maxBytes: Int) {
+    package init(maxBytes: Int) {
         self.maxBytes = maxBytes
     }
 
@@ -26,7 +27,7 @@ struct HTTPHostSniffer {
     /// What `.bad` says when the client opens with a TLS record instead of a request.
     static let clientHello = "the client sent a TLS ClientHello: it already speaks TLS"
 
-    mutating func feed<Bytes: Sequence>(_ bytes: Bytes) -> Result where Bytes.Element == UInt8 {
+    package mutating func feed<Bytes: Sequence>(_ bytes: Bytes) -> Result where Bytes.Element == UInt8 {
         guard result == .needMore else { return result }
         for byte in bytes {
             if head.isEmpty && byte == 0x16 {
@@ -130,7 +131,7 @@ struct HTTPHostSniffer {
 
     /// Whether `host` is allowed by `patterns`: exact names, or "*.example.com" matching
     /// exactly one more label ("a.example.com", not "example.com" or "a.b.example.com").
-    static func isAllowed(_ host: String, by patterns: [String]) -> Bool {
+    package static func isAllowed(_ host: String, by patterns: [String]) -> Bool {
         patterns.contains { pattern in
             let pattern = pattern.lowercased()
             if pattern.hasPrefix("*.") {

@@ -1,8 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import TLSGatePolicy
-@testable import TLSGateRelay
+import TLSGatePolicy
+import TLSGateRelay
 
 /// The fuzz targets: each takes arbitrary bytes, must never crash, hang or break one of its
 /// invariants (a broken invariant is a `fatalError`, which the fuzzer reports as a crash).
