@@ -97,6 +97,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Fuzz targets (TOML reader + policy/config decoders, HTTP Host sniffer, STARTTLS
+        // replies): a corpus replayer in the ordinary build, libFuzzer under Scripts/fuzz.sh.
+        .executableTarget(name: "tlsgate-fuzz", dependencies: ["TLSGatePolicy", "TLSGateRelay"]),
         .testTarget(name: "TLSGatePolicyTests", dependencies: ["TLSGatePolicy"], exclude: ["Fixtures"]),
         .testTarget(name: "TLSGateFirewallTests", dependencies: ["TLSGateFirewall"]),
         // The worker table with a mock clock and no process; the control channel's messages.

@@ -3,6 +3,8 @@
 #   1. Scripts/setup.sh        dependencies (Debian packages)
 #   2. swift build             the package, debug (gives .build/debug/tlsgate)
 #   3. swift test              unit tests
+#   3b. fuzz                   Scripts/fuzz.sh 20: every fuzz target 20 s under libFuzzer
+#                              from the committed corpus (its own build in .build-fuzz)
 #   4. integration tests       /usr/bin/python3 -m pytest -v Tests/integration
 #                              (root: network namespaces + nftables; under CI=...
 #                              a missing requirement fails instead of skipping)
@@ -82,10 +84,12 @@ if [ "$build_ok" -eq 1 ]; then
   # The output is kept (.build/swift-test.log) and its failures are repeated in the
   # summary: CI shows only the tail of the run.
   step "swift test" run_logged .build/swift-test.log swift test || true
+  step fuzz bash Scripts/fuzz.sh 20 || true
   # pytest exit 5 (no test collected) is a failure here too.
   step integration /usr/bin/python3 -m pytest -v Tests/integration || true
 else
   skip "swift test" "no build"
+  skip fuzz "no build"
   skip integration "no build"
 fi
 

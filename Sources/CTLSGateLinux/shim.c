@@ -13,6 +13,8 @@
 #include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/capability.h>
 #include <linux/netfilter_ipv4.h>
@@ -89,17 +91,25 @@ static unsigned long long ambient_mask(void) {
     return mask;
 }
 
+/* The first temporary descriptor number of a spawn's two-step moves: above every source
+   and every target (3 .. 3+nfds-1). -1 with EBADF for a negative source. */
+static int spawn_temp_base(const int *fds, int nfds) {
+    int temp_base = 3 + nfds;
+    for (int i = 0; i < nfds; i++) {
+        if (fds[i] < 0) { errno = EBADF; return -1; }
+        if (fds[i] + 1 > temp_base) temp_base = fds[i] + 1;
+    }
+    return temp_base;
+}
+
 int tg_linux_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     /* Two steps, so that a source that is also a target (3 -> 4, 4 -> 3) is not lost. The
        temporary numbers start above every source and every target, so no dup2 can
        overwrite a source that is still to be copied (a control pipe at 200 stays intact). */
-    int temp_base = 3 + nfds;
-    for (int i = 0; i < nfds; i++) {
-        if (fds[i] < 0) { errno = EBADF; return -1; }
-        if (fds[i] + 1 > temp_base) temp_base = fds[i] + 1;
-    }
+    int temp_base = spawn_temp_base(fds, nfds);
+    if (temp_base < 0) return -1;
     int rc = posix_spawn_file_actions_init(&actions);
     if (rc != 0) { errno = rc; return -1; }
     rc = posix_spawnattr_init(&attr);
@@ -132,6 +142,73 @@ int tg_linux_spawn(const char *path, char *const argv[], char *const envp[], con
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) { errno = rc; return -1; }
+    return (int)pid;
+}
+
+/* The kernel's struct sigaction for rt_sigaction (x86_64, aarch64): SIG_DFL needs no restorer. */
+struct tg_kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    unsigned long mask;
+};
+
+/* Not instrumented: the vfork child shares the parent's memory, and a sanitizer's bookkeeping
+   must not run in it (under TSan, vfork is a fork; the error pipe works either way). */
+__attribute__((no_sanitize("address", "thread")))
+int tg_linux_spawn_as(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
+                      unsigned int uid, unsigned int gid) {
+    int temp_base = spawn_temp_base(fds, nfds);
+    if (temp_base < 0) return -1;
+    /* The child reports a failure before exec on this pipe; its write end sits above every
+       source, temporary and target, so no move overwrites it, and closes at exec. */
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -1;
+    int w = fcntl(report[1], F_DUPFD_CLOEXEC, temp_base + nfds + 1);
+    close(report[1]);
+    if (w < 0) { int saved = errno; close(report[0]); errno = saved; return -1; }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);  /* no parent handler may run in the child */
+    pid_t pid = vfork();
+    if (pid == 0) {
+        struct tg_kernel_sigaction dfl = { SIG_DFL, 0, NULL, 0 };
+        unsigned long none = 0;
+        for (int sig = 1; sig <= 64; sig++) {
+            if (sig != SIGKILL && sig != SIGSTOP) syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof none);
+        }
+        if (syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) goto fail;
+        if (syscall(SYS_setgroups, 0, NULL) != 0) goto fail;
+        if (syscall(SYS_setresgid, gid, gid, gid) != 0) goto fail;
+        if (syscall(SYS_setresuid, uid, uid, uid) != 0) goto fail;
+        for (int i = 0; i < nfds; i++) {
+            if (syscall(SYS_dup3, fds[i], temp_base + i, 0) < 0) goto fail;
+        }
+        for (int i = 0; i < nfds; i++) {
+            if (syscall(SYS_dup3, temp_base + i, 3 + i, 0) < 0) goto fail;
+        }
+        if (syscall(SYS_close_range, 3 + nfds, w - 1, 0) != 0) goto fail;
+        if (syscall(SYS_close_range, w + 1, ~0U, 0) != 0) goto fail;
+        if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none) != 0) goto fail;
+        syscall(SYS_execve, path, argv, envp);
+    fail:;
+        int err = errno;
+        syscall(SYS_write, w, &err, sizeof err);
+        syscall(SYS_exit_group, 127);
+    }
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(w);
+    if (pid < 0) { close(report[0]); errno = saved; return -1; }
+    int child_errno = 0;
+    ssize_t n;
+    do { n = read(report[0], &child_errno, sizeof child_errno); } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof child_errno) {
+        waitpid(pid, NULL, 0);
+        errno = child_errno != 0 ? child_errno : EPERM;
+        return -1;
+    }
     return (int)pid;
 }
 

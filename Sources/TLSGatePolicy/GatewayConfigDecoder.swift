@@ -1,6 +1,7 @@
 /// Turns the global config file's TOML table into a `GatewayConfig`, collecting every
 /// problem with its line (see `GatewayConfig` for the keys, their defaults and ranges).
-struct GatewayConfigDecoder {
+/// `package`: the fuzz target (Sources/tlsgate-fuzz) drives it too.
+package struct GatewayConfigDecoder {
     /// Lines that checks after decoding point at.
     struct Lines: Sendable {
         /// `[intercept] from`, or nil when the file does not set it.
@@ -15,7 +16,7 @@ struct GatewayConfigDecoder {
     var file: String { fields.file }
     var diagnostics: [Diagnostic] { fields.diagnostics }
 
-    init(file: String, root: TOMLTable) {
+    package init(file: String, root: TOMLTable) {
         fields = TOMLFields(file: file, root: root)
     }
 
@@ -41,7 +42,7 @@ struct GatewayConfigDecoder {
         }
     }
 
-    mutating func decode() -> GatewayConfig? {
+    package mutating func decode() -> GatewayConfig? {
         fields.checkStructure(GatewayConfigSchema.schema)
         let policies = decodePolicies()
         let user = decodeUser()

@@ -6,7 +6,8 @@ import Glibc
 ///
 /// Each check reports and goes on, so one run lists all mistakes in the file. Messages
 /// name the key as written in the file and say what to do.
-struct PolicyFileDecoder {
+/// `package`: the fuzz target (Sources/tlsgate-fuzz) drives it too.
+package struct PolicyFileDecoder {
     /// The lines of the entries that cross-file conflict checks point at.
     struct Lines: Sendable {
         var networks: [Int] = []
@@ -19,9 +20,9 @@ struct PolicyFileDecoder {
     /// The path as the caller gave it: used in diagnostics and to resolve CA paths.
     var file: String { fields.file }
     var root: TOMLTable { fields.root }
-    var diagnostics: [Diagnostic] { fields.diagnostics }
+    package var diagnostics: [Diagnostic] { fields.diagnostics }
 
-    init(file: String, root: TOMLTable) {
+    package init(file: String, root: TOMLTable) {
         fields = TOMLFields(file: file, root: root)
     }
 
@@ -35,7 +36,7 @@ struct PolicyFileDecoder {
         }
     }
 
-    mutating func decode() -> Policy? {
+    package mutating func decode() -> Policy? {
         checkStructure()
         let name = PathText.stem(of: file)
         if !Self.isValidName(name) {

@@ -1,8 +1,9 @@
 /// Reads an HTTP/1.x request head as it arrives and finds the name the client wants, for
 /// policies with `server_name = "http-host"`: the TLS server name is then taken from the
 /// request itself. Bounded in bytes; pure, so it is tested without sockets.
-struct HTTPHostSniffer {
-    enum Result: Equatable {
+/// `package`: the fuzz target (Sources/tlsgate-fuzz) drives it too.
+package struct HTTPHostSniffer {
+    package enum Result: Equatable {
         /// The head is not complete yet.
         case needMore
         /// The host (lower-cased, without port; IPv6 without brackets).
@@ -15,14 +16,18 @@ struct HTTPHostSniffer {
     private var head: [UInt8] = []
     private(set) var result: Result = .needMore
 
-    init(maxBytes: Int) {
+    package init(maxBytes: Int) {
         self.maxBytes = maxBytes
     }
+
+    /// A method is shorter than this (the longest registered one, UPDATEREDIRECTREF, has 17
+    /// bytes): a head with no space in its first `methodLimit` bytes is not HTTP.
+    static let methodLimit = 32
 
     /// What `.bad` says when the client opens with a TLS record instead of a request.
     static let clientHello = "the client sent a TLS ClientHello: it already speaks TLS"
 
-    mutating func feed<Bytes: Sequence>(_ bytes: Bytes) -> Result where Bytes.Element == UInt8 {
+    package mutating func feed<Bytes: Sequence>(_ bytes: Bytes) -> Result where Bytes.Element == UInt8 {
         guard result == .needMore else { return result }
         for byte in bytes {
             if head.isEmpty && byte == 0x16 {
@@ -39,10 +44,12 @@ struct HTTPHostSniffer {
                 return result
             }
         }
-        // A head that cannot be HTTP is refused at once, not after maxBytes.
+        // A head that cannot be HTTP is refused at once, not after maxBytes. Both checks look
+        // at the head's start only, and `parse` refuses the same heads, so the verdict never
+        // depends on how the request was split into reads (found by the http-host fuzz target).
         if let space = head.firstIndex(of: 0x20), !head[..<space].allSatisfy(Self.isTokenChar) {
             result = .bad("not an HTTP request")
-        } else if head.count >= 16, !head.contains(0x20) {
+        } else if head.count >= Self.methodLimit, !head.prefix(Self.methodLimit).contains(0x20) {
             result = .bad("not an HTTP request")
         }
         return result
@@ -63,7 +70,8 @@ struct HTTPHostSniffer {
         while let last = lines.last, last.isEmpty { lines.removeLast() }
         guard let requestLine = lines.first else { return .bad("empty request") }
         let parts = requestLine.split(separator: " ", omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, parts[0].utf8.allSatisfy(Self.isTokenChar),
+        guard parts.count == 3, !parts[0].isEmpty, parts[0].utf8.count < Self.methodLimit,
+            parts[0].utf8.allSatisfy(Self.isTokenChar),
             parts[2] == "HTTP/1.1" || parts[2] == "HTTP/1.0"
         else {
             return .bad("not an HTTP/1.x request line")
@@ -123,7 +131,7 @@ struct HTTPHostSniffer {
 
     /// Whether `host` is allowed by `patterns`: exact names, or "*.example.com" matching
     /// exactly one more label ("a.example.com", not "example.com" or "a.b.example.com").
-    static func isAllowed(_ host: String, by patterns: [String]) -> Bool {
+    package static func isAllowed(_ host: String, by patterns: [String]) -> Bool {
         patterns.contains { pattern in
             let pattern = pattern.lowercased()
             if pattern.hasPrefix("*.") {

@@ -10,7 +10,13 @@ public enum ProcessSpawner {
     /// (whatever numbers they have here). Every other descriptor above 2 is closed in the
     /// child, and it starts with an empty ambient capability set: no capability at all
     /// unless it runs as root.
-    public static func spawn(path: String, arguments: [String], environment: [String], descriptors: [Int32]) throws(SystemError) -> pid_t {
+    ///
+    /// With `account`, the child runs as that uid and gid with no supplementary group (the
+    /// caller needs CAP_SETUID and CAP_SETGID, or root); it still holds no capability.
+    public static func spawn(
+        path: String, arguments: [String], environment: [String], descriptors: [Int32],
+        account: (uid: uid_t, gid: gid_t)? = nil
+    ) throws(SystemError) -> pid_t {
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         defer {
@@ -18,7 +24,10 @@ public enum ProcessSpawner {
             for p in envp { free(p) }
         }
         let pid = descriptors.withUnsafeBufferPointer { fds in
-            tg_linux_spawn(path, argv, envp, fds.baseAddress, Int32(fds.count))
+            if let account {
+                return tg_linux_spawn_as(path, argv, envp, fds.baseAddress, Int32(fds.count), account.uid, account.gid)
+            }
+            return tg_linux_spawn(path, argv, envp, fds.baseAddress, Int32(fds.count))
         }
         if pid < 0 { throw SystemError("spawn \(path)") }
         return pid

@@ -40,9 +40,9 @@ import Testing
             #expect(result.errors == [])
             #expect(result.table.table("tls")?["key19999"]?.line == 20_001)
         }
-        // Ten times the keys: linear is ~10x; quadratic was ~100x (3.8 s). Generous bounds
-        // for a debug build on a loaded machine.
-        #expect(tLarge < .seconds(3), "20,000 keys took \(tLarge)")
+        // Ten times the keys: linear is ~10x; quadratic was ~100x (3.8 s in a debug build).
+        // The ratio is what tells them apart; no absolute bound (a speed target, not a test:
+        // under ThreadSanitizer, Scripts/sanitize.sh, 20,000 keys take ~3 s while linear).
         #expect(tLarge < tSmall * 40 + .milliseconds(200), "small \(tSmall), large \(tLarge)")
     }
 

@@ -39,6 +39,19 @@ import Testing
             == .bad("request head larger than 512 bytes"))
     }
 
+    /// Found by the http-host fuzz target: a 48-byte method was refused when it arrived in
+    /// small reads (no space in the first 16 bytes) and waited for more when it arrived whole.
+    /// The verdict must not depend on how the request was split.
+    @Test(arguments: [false, true])
+    func verdictDoesNotDependOnTheSplit(byteByByte: Bool) {
+        let longMethod = "H" + String(repeating: "^", count: 44) + "EL6O THERE\n\r\r\n"
+        #expect(sniff(longMethod, byteByByte: byteByByte) == .bad("not an HTTP request"))
+        let tooLong = String(repeating: "A", count: HTTPHostSniffer.methodLimit) + " / HTTP/1.1\r\nHost: a.test\r\n\r\n"
+        #expect(sniff(tooLong, byteByByte: byteByByte) == .bad(byteByByte ? "not an HTTP request" : "not an HTTP/1.x request line"))
+        // The longest registered method (17 bytes) is still routed, however it arrives.
+        #expect(sniff("UPDATEREDIRECTREF / HTTP/1.1\r\nHost: a.test\r\n\r\n", byteByByte: byteByByte) == .host("a.test"))
+    }
+
     @Test func allowedNames() {
         let patterns = ["api.example.com", "*.cdn.example.com"]
         #expect(HTTPHostSniffer.isAllowed("api.example.com", by: patterns))

@@ -74,3 +74,69 @@ import Testing
         #expect(got == message)
     }
 }
+
+/// Spawning under another account (`account:`), the primitive a separate worker account
+/// needs. Root only: changing the uid needs CAP_SETUID.
+@Suite(.enabled(if: getuid() == 0, "needs root (CAP_SETUID) to start a child as another account"))
+struct ProcessSpawnerAccountTests {
+    static let nobody: (uid: uid_t, gid: gid_t) = (65534, 65534)
+
+    /// Runs `script` under /bin/sh as `nobody`, its output on descriptor 3; returns the output and exit.
+    func run(_ script: String) throws -> (output: String, exit: ProcessSpawner.Exit?) {
+        let out = try ProcessSpawner.makePipe()
+        let pid = try ProcessSpawner.spawn(
+            path: "/bin/sh", arguments: ["sh", "-c", script], environment: ["PATH=/usr/bin:/bin"],
+            descriptors: [out.write], account: Self.nobody)
+        close(out.write)
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var pollfd = pollfd(fd: out.read, events: Int16(POLLIN), revents: 0)
+        for _ in 0..<100 {  // at most ~10 s
+            guard poll(&pollfd, 1, 100) >= 0 else { break }
+            if pollfd.revents == 0 { continue }
+            let n = read(out.read, &buffer, buffer.count)
+            if n <= 0 { break }
+            bytes += buffer[0..<n]
+        }
+        close(out.read)
+        var exit: ProcessSpawner.Exit?
+        for _ in 0..<500 {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                exit = status & 0x7f == 0 ? .exited((status >> 8) & 0xff) : .signaled(status & 0x7f)
+                break
+            }
+            usleep(10_000)
+        }
+        if exit == nil { kill(pid, SIGKILL) }
+        return (String(decoding: bytes, as: UTF8.self), exit)
+    }
+
+    @Test func childRunsAsTheAccountWithNoCapabilityAndNoGroup() throws {
+        let result = try run("echo \"$(id -u) $(id -g) $(id -G)\" >&3; grep -E '^Cap(Prm|Eff|Amb):' /proc/self/status >&3")
+        #expect(result.exit == .exited(0))
+        let lines = result.output.split(separator: "\n").map(String.init)
+        #expect(lines.first == "65534 65534 65534", "\(result.output)")
+        for name in ["CapPrm", "CapEff", "CapAmb"] {
+            #expect(lines.contains("\(name):\t0000000000000000"), "\(result.output)")
+        }
+    }
+
+    @Test func childCannotSignalOrReadAsTheSpawner() throws {
+        let secret = FileManager.default.temporaryDirectory.appendingPathComponent("tlsgate-spawn-secret-\(getpid())").path
+        #expect(FileManager.default.createFile(atPath: secret, contents: Data("key".utf8), attributes: [.posixPermissions: 0o600]))
+        defer { unlink(secret) }
+        let result = try run(
+            "kill -0 \(getpid()) 2>/dev/null && echo signal-ok >&3 || echo signal-refused >&3; "
+                + "cat '\(secret)' >/dev/null 2>&1 && echo read-ok >&3 || echo read-refused >&3")
+        #expect(result.exit == .exited(0))
+        #expect(result.output == "signal-refused\nread-refused\n", "\(result.output)")
+    }
+
+    @Test func aMissingProgramIsAnErrorNotAChild() {
+        #expect(throws: SystemError.self) {
+            _ = try ProcessSpawner.spawn(
+                path: "/nonexistent/tlsgate", arguments: ["x"], environment: [], descriptors: [], account: Self.nobody)
+        }
+    }
+}

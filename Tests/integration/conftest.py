@@ -172,7 +172,7 @@ def lab():
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     out = tmp_path_factory.mktemp("pki")
-    r = subprocess.run(["bash", str(PKI_SH), str(out)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(["bash", str(PKI_SH), str(out)], capture_output=True, text=True, timeout=180)
     if r.returncode != 0:
         pytest.fail("make-test-pki.sh failed:\n%s%s" % (r.stdout, r.stderr), pytrace=False)
     return out

@@ -335,33 +335,12 @@ def render_toml(entries):
     return "\n".join(lines) + "\n"
 
 
-_PEM_FILES = {}
+def real_pem_files(pki):
+    """A client certificate, its key and a CRL, from the suite's PKI (Scripts/make-test-pki.sh)."""
+    return {name: (pki / name).read_bytes() for name in ("client.pem", "client.key", "crl.pem")}
 
 
-def real_pem_files():
-    """A self-signed certificate, its key and a CRL it signed, made once with openssl."""
-    if _PEM_FILES:
-        return _PEM_FILES
-    import tempfile
-    d = Path(tempfile.mkdtemp(prefix="tlsgate-cli-pem-"))
-    try:
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-nodes", "-keyout", d / "client.key", "-out", d / "client.pem", "-days", "30",
-                        "-subj", "/CN=tlsgate cli test"], check=True, capture_output=True, timeout=30)
-        (d / "index.txt").write_text("")
-        (d / "ca.cnf").write_text("[ca]\ndefault_ca = c\n[c]\ndatabase = %s\ndefault_md = sha256\n"
-                                  "default_crl_days = 30\n" % (d / "index.txt"))
-        subprocess.run(["openssl", "ca", "-gencrl", "-config", d / "ca.cnf", "-keyfile", d / "client.key",
-                        "-cert", d / "client.pem", "-out", d / "crl.pem"], check=True, capture_output=True,
-                       timeout=30)
-        for name in ("client.pem", "client.key", "crl.pem"):
-            _PEM_FILES[name] = (d / name).read_bytes()
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-    return _PEM_FILES
-
-
-def check_key(kind, section, key, default, folder):
+def check_key(kind, section, key, default, folder, pki):
     """Writes a valid file that sets section.key (README default, or a sample value) and
     runs `tlsgate check` on it; returns (ok, what check said)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -373,7 +352,7 @@ def check_key(kind, section, key, default, folder):
     if kind == "policy":
         entries.update(POLICY_COMPANIONS.get((section, key), {}))
         # Real files: `check` has OpenSSL load them (a dry run of the worker's TLS context).
-        for name, data in real_pem_files().items():
+        for name, data in real_pem_files(pki).items():
             (folder / name).write_bytes(data)
         (folder / "client.key").chmod(0o600)
     entries[(section, key)] = value
@@ -389,29 +368,29 @@ def check_key(kind, section, key, default, folder):
     return r.returncode == 0 and "unknown key" not in r.stderr, "%s\n---\n%s%s" % (text, r.stdout, r.stderr)
 
 
-def test_readme_reference_keys_are_accepted_by_check(tmp_path):
+def test_readme_reference_keys_are_accepted_by_check(tmp_path, pki):
     _require_worker()
     policy_keys = reference_keys("Policy files")
     config_keys = reference_keys("Global config")
     assert len(policy_keys) >= 25 and len(config_keys) >= 10, (policy_keys, config_keys)
     failures = []
     for n, (section, key, default) in enumerate(policy_keys):
-        ok, said = check_key("policy", section, key, default, tmp_path / ("p%d" % n))
+        ok, said = check_key("policy", section, key, default, tmp_path / ("p%d" % n), pki)
         if not ok:
             failures.append("[%s] %s: %s" % (section, key, said))
     for n, (section, key, default) in enumerate(config_keys):
-        ok, said = check_key("config", section, key, default, tmp_path / ("c%d" % n))
+        ok, said = check_key("config", section, key, default, tmp_path / ("c%d" % n), pki)
         if not ok:
             failures.append("[%s] %s: %s" % (section, key, said))
     assert not failures, "README keys check does not accept:\n" + "\n".join(failures)
 
 
-def test_readme_key_check_can_fail(tmp_path):
+def test_readme_key_check_can_fail(tmp_path, pki):
     """The check above is not vacuous: a key the parser does not know is refused."""
     _require_worker()
-    ok, said = check_key("policy", "tls", "not_a_key", '`"x"`', tmp_path / "p")
+    ok, said = check_key("policy", "tls", "not_a_key", '`"x"`', tmp_path / "p", pki)
     assert not ok and 'unknown key "not_a_key"' in said, said
-    ok, said = check_key("config", "log", "not_a_key", "`1`", tmp_path / "c")
+    ok, said = check_key("config", "log", "not_a_key", "`1`", tmp_path / "c", pki)
     assert not ok and 'unknown key "not_a_key"' in said, said
-    ok, said = check_key("policy", "tls", "mystery", "—", tmp_path / "q")
+    ok, said = check_key("policy", "tls", "mystery", "—", tmp_path / "q", pki)
     assert not ok and "no sample value" in said, said

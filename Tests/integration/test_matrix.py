@@ -1,9 +1,11 @@
 """A badssl-style matrix through the real `tlsgate worker` (see conftest.py for the lab).
 
-Its own PKI (matrix/make-badssl-pki.sh: root > intermediate > one leaf per case, CRLs, OCSP
-responses), one TLS server per case on its own address 198.19.0.10..30 port 8443 (a few
-more on port 8444; all Python listeners in one matrix/matrix_server.py process, plus
-`openssl s_server -www` for OCSP staples), one worker per case with its own policy
+The one badssl-style matrix of the suite (test_verification_matrix.py was merged into it,
+keeping every case and the stricter assertion of each pair). The PKI is the suite's own
+(Scripts/make-test-pki.sh: root > intermediate > one leaf per case, CRLs, OCSP responses),
+one TLS server per case on its own address 198.19.0.10..30 port 8443 (a few more on port
+8444; all Python listeners in one matrix/matrix_server.py process, plus `openssl s_server`
+for OCSP staples and an anonymous-suite server), one worker per case with its own policy
 (`tlsgate check` first), and a plain client (matrix/matrix_client.py) in the client
 namespace going through the nft redirect of port 80.
 
@@ -25,7 +27,6 @@ from conftest import PY, Worker, _popen, _stop_process
 
 HERE = Path(__file__).resolve().parent
 MATRIX = HERE / "matrix"
-PKI_SCRIPT = MATRIX / "make-badssl-pki.sh"
 SERVER = MATRIX / "matrix_server.py"
 CLIENT = MATRIX / "matrix_client.py"
 TLS_PORT = 8443  # not 443: the other test files' servers bind 198.19.0.10..30:443
@@ -40,19 +41,26 @@ ADDR = {
     "mtls12": "198.19.0.26", "alpn-h2": "198.19.0.27", "staple-good": "198.19.0.28",
     "staple-revoked": "198.19.0.29", "deep": "198.19.0.30",
 }
+# Servers on ALT_PORT of an address whose TLS_PORT is taken: name -> (address, port).
+AT = {
+    "untrusted-noroot": (ADDR["untrusted"], ALT_PORT), "legacy": (ADDR["expired"], ALT_PORT),
+    "anon": (ADDR["notyet"], ALT_PORT),
+}
 PAYLOAD = b"hello through tlsgate\n"
+
+
+def where(srv):
+    """(address, port) of a matrix server."""
+    return AT.get(srv, (ADDR.get(srv), TLS_PORT))
 
 
 # --------------------------------------------------------------------------- PKI and servers
 
 @pytest.fixture(scope="module")
-def mpki(tmp_path_factory):
-    out = tmp_path_factory.mktemp("badssl-pki")
-    r = subprocess.run(["bash", str(PKI_SCRIPT), str(out), ADDR["ipsan"]], capture_output=True, text=True,
-                       timeout=120)
-    if r.returncode != 0:
-        pytest.fail("make-badssl-pki.sh failed:\n%s%s" % (r.stdout, r.stderr), pytrace=False)
-    return out
+def mpki(pki):
+    """The suite's PKI (conftest's `pki`, made by Scripts/make-test-pki.sh): its ipsan leaf
+    names ADDR["ipsan"]."""
+    return pki
 
 
 def spki_pin(cert):
@@ -89,12 +97,14 @@ class Servers:
 @pytest.fixture(scope="module")
 def servers(lab, mpki, tmp_path_factory):
     """Every Python TLS server of the matrix in one process, plus five `openssl s_server -www`
-    stapling OCSP responses; all stopped at the end of the module."""
+    stapling OCSP responses and one offering anonymous suites only; all stopped at the end of
+    the module."""
     d = tmp_path_factory.mktemp("badssl-servers")
     m = lambda f: str(mpki / f)  # noqa: E731
 
     def spec(name, leaf, **kw):
-        s = {"name": name, "bind": ADDR[name], "port": TLS_PORT, "cert": m(leaf + "-chain.pem"), "key": m(leaf + ".key")}
+        bind, port = where(name)
+        s = {"name": name, "bind": bind, "port": port, "cert": m(leaf + "-chain.pem"), "key": m(leaf + ".key")}
         s.update(kw)
         return s
 
@@ -104,9 +114,10 @@ def servers(lab, mpki, tmp_path_factory):
     specs = [
         spec("good", "good"),
         dict(spec("leafonly", "good"), cert=m("good.pem")),  # the leaf without its intermediate
-        spec("expired", "expired"), spec("notyet", "notyet"), spec("wronghost", "wronghost"),
+        spec("expired", "expired"), spec("notyet", "notyet"), spec("wronghost", "wrongname"),
         spec("wild", "wild"), spec("ipsan", "ipsan"), spec("selfsigned", "selfsigned"),
-        spec("untrusted", "untrusted"), spec("revoked", "revoked"),
+        dict(spec("untrusted", "untrusted"), cert=m("untrusted-withroot-chain.pem")),
+        spec("revoked", "revoked"),
         spec("sha1", "sha1", weak=True), spec("rsa1024", "rsa1024", weak=True),
         spec("clientonly", "clientonly"),
         spec("tls12only", "good", min="1.2", max="1.2"), spec("tls13only", "good", min="1.3", max="1.3"),
@@ -120,6 +131,9 @@ def servers(lab, mpki, tmp_path_factory):
              key=m("untrusted.key")),
         dict(name="mitm-pinned-intermediate", bind=ADDR["good"], port=ALT_PORT, cert=str(mitm_int),
              key=m("untrusted.key")),
+        # Servers on ALT_PORT (see AT).
+        spec("untrusted-noroot", "untrusted"),
+        spec("legacy", "good", min="1.0", max="1.1"),
     ]
     config = d / "servers.json"
     config.write_text(json.dumps(specs, indent=1))
@@ -139,17 +153,13 @@ def servers(lab, mpki, tmp_path_factory):
             if select.select([proc.stdout], [], [], 0.2)[0]:
                 out += proc.stdout.read1(4096)
         logs = {}
-        for name, leaf, response, port in (("staple-good", "stapled", "ocsp-stapled.der", TLS_PORT),
-                                           ("staple-revoked", "revoked", "ocsp-revoked.der", TLS_PORT),
-                                           ("staple-good", "stapled", "ocsp-revoked.der", ALT_PORT),
-                                           ("staple-revoked", "stapled", "ocsp-badsigner.der", ALT_PORT),
-                                           ("alpn-h2", "stapled", "ocsp-unknown.der", ALT_PORT)):
+
+        def start_s_server(name, address, port, args):
             log = d / ("s_server-%s-%d.log" % (name, port))
             with open(log, "wb") as f:
-                p = _popen(lab.exec_argv(lab.server, [
-                    "openssl", "s_server", "-accept", "%s:%d" % (ADDR[name], port), "-cert", m(leaf + ".pem"),
-                    "-key", m(leaf + ".key"), "-cert_chain", m("intermediate.pem"), "-status_file", m(response),
-                    "-www"]), stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+                p = _popen(lab.exec_argv(lab.server, ["openssl", "s_server", "-accept", "%s:%d" % (address, port)]
+                                         + args + ["-www"]), stdin=subprocess.DEVNULL, stdout=f,
+                           stderr=subprocess.STDOUT)
             procs.append(p)
             logs[(name, port)] = log
             deadline = time.monotonic() + 10
@@ -158,6 +168,17 @@ def servers(lab, mpki, tmp_path_factory):
                     pytest.fail("openssl s_server %s did not start: %s" % (name, log.read_text(errors="replace")),
                                 pytrace=False)
                 time.sleep(0.05)
+
+        for name, leaf, response, port in (("staple-good", "stapled", "ocsp-stapled.der", TLS_PORT),
+                                           ("staple-revoked", "revoked", "ocsp-revoked.der", TLS_PORT),
+                                           ("staple-good", "stapled", "ocsp-revoked.der", ALT_PORT),
+                                           ("staple-revoked", "stapled", "ocsp-badsigner.der", ALT_PORT),
+                                           ("alpn-h2", "stapled", "ocsp-unknown.der", ALT_PORT)):
+            start_s_server(name, ADDR[name], port, ["-cert", m(leaf + ".pem"), "-key", m(leaf + ".key"),
+                                                     "-cert_chain", m("intermediate.pem"), "-status_file",
+                                                     m(response)])
+        # No certificate at all: anonymous suites only, TLS 1.2.
+        start_s_server("anon", *AT["anon"], ["-nocert", "-cipher", "aNULL:@SECLEVEL=0", "-tls1_2"])
         yield Servers(events, logs)
     finally:
         for p in procs:
@@ -241,13 +262,13 @@ def detail_has(rec, wanted):
         "detail %r contains none of %r; record: %r" % (detail, wanted, rec)
 
 
-def expect_relayed(lab, w, address, payload=PAYLOAD, sni="good.test"):
+def expect_relayed(lab, w, address, payload=PAYLOAD, sni="good.test", port=TLS_PORT):
     """The client gets its bytes back from the server's echo, over verified TLS."""
     res = connect(lab, address, payload, expect=len(payload))
     assert res["recv"] == payload and res["end"] == "complete", (res, w.log_text())
     rec = the_record(w)
     assert (rec.get("result"), rec.get("reason")) == ("ok", "completed"), rec
-    assert rec.get("dst") == "%s:80" % address and rec.get("upstream") == "%s:%d" % (address, TLS_PORT), rec
+    assert rec.get("dst") == "%s:80" % address and rec.get("upstream") == "%s:%d" % (address, port), rec
     assert rec.get("sni") == sni, rec
     assert rec.get("bytes_up") == str(len(payload)) and rec.get("bytes_down") == str(len(payload)), rec
     assert not audit_lines(w), w.log_text()
@@ -272,6 +293,8 @@ def expect_refused(lab, w, address, reason, details, result="failed", payload=PA
     if reason == "tls_verify_failed":
         assert len(audits) == 1, "one `certificate rejected` line expected:\n" + w.log_text()
         assert audits[0].get("verify_error") == rec.get("detail"), (audits[0], rec)
+        for field in ("cert_subject", "cert_issuer", "cert_not_after", "cert_sha256"):
+            assert audits[0].get(field), "%s missing from the audit line %r" % (field, audits[0])
     else:
         assert not audits, w.log_text()
     return rec
@@ -296,10 +319,13 @@ CHAIN_CASES = [
     ("wildcard-bare-domain", "wild", "wild.test", "tls_verify_failed", ("hostname mismatch",)),
     ("ip-san-by-ip", "ipsan", ADDR["ipsan"], None, ()),
     ("ip-san-cert-by-name", "ipsan", "good.test", "tls_verify_failed", ("hostname mismatch",)),
-    ("dns-cert-by-ip", "good", ADDR["good"], "tls_verify_failed", ("IP address mismatch",)),
+    ("dns-cert-by-ip", "wronghost", ADDR["wronghost"], "tls_verify_failed", ("IP address mismatch",)),
     ("self-signed", "selfsigned", "good.test", "tls_verify_failed", ("self-signed certificate", "self signed certificate")),
     ("untrusted-root", "untrusted", "good.test", "tls_verify_failed",
      ("self-signed certificate in certificate chain", "self signed certificate in certificate chain")),
+    # The same untrusted hierarchy served without its root: the chain ends at an unknown issuer.
+    ("untrusted-root-not-served", "untrusted-noroot", "good.test", "tls_verify_failed",
+     ("unable to get local issuer certificate",)),
     ("sha1-signed-leaf", "sha1", "good.test", "tls_verify_failed",
      ("CA signature digest algorithm too weak", "ca md too weak")),
     ("rsa-1024-leaf", "rsa1024", "good.test", "tls_verify_failed", ("EE certificate key too weak",)),
@@ -310,11 +336,11 @@ CHAIN_CASES = [
 
 @pytest.mark.parametrize("case,srv,server_name,reason,details", CHAIN_CASES, ids=[c[0] for c in CHAIN_CASES])
 def test_certificate(case, srv, server_name, reason, details, lab, mpki, servers, gate):
-    address = ADDR[srv]
+    address, port = where(srv)
     before = len(servers.events(srv))
-    w = gate(address, server_name=server_name)
+    w = gate(address, server_name=server_name, port=port)
     if reason is None:
-        rec = expect_relayed(lab, w, address, sni=server_name)
+        rec = expect_relayed(lab, w, address, sni=server_name, port=port)
         (hs,) = server_saw(servers, srv, before)
         # SNI is the DNS name; an IP identity sends none.
         assert hs["sni"] == (None if server_name[0].isdigit() else server_name), hs
@@ -336,7 +362,7 @@ def test_certificate_rejected_audit_line(srv, verify_error, code, not_after, lab
     w = gate(address)
     rec = expect_refused(lab, w, address, "tls_verify_failed", verify_error)
     (a,) = audit_lines(w)
-    leaf = mpki / ("%s.pem" % srv)
+    leaf = mpki / ("%s.pem" % {"expired": "expired", "wronghost": "wrongname"}[srv])
     cn = {"expired": "good.test", "wronghost": "other.test"}[srv]
     assert a.get("level") in ("warning", "WARNING", "warn"), a
     assert a.get("policy") == "matrix" and a.get("sni") == "good.test", a
@@ -344,7 +370,7 @@ def test_certificate_rejected_audit_line(srv, verify_error, code, not_after, lab
     assert a.get("dst") == "%s:80" % address and a.get("upstream") == "%s:%d" % (address, TLS_PORT), a
     assert a.get("verify_error", "").lower() == verify_error and a.get("verify_code") == code, a
     assert "CN=%s" % cn in a.get("cert_subject", ""), a
-    assert "CN=tlsgate matrix intermediate" in a.get("cert_issuer", ""), a
+    assert "CN=tlsgate test intermediate" in a.get("cert_issuer", ""), a
     assert a.get("cert_sans") == "DNS:%s" % cn, a
     if not_after:
         assert a.get("cert_not_after") == not_after, a
@@ -433,6 +459,65 @@ def test_ocsp_staple(srv, ocsp, reason, details, lab, mpki, servers, gate):
     assert not audit_lines(w), w.log_text()
 
 
+@pytest.mark.parametrize("srv,crl,reason,details", [
+    ("revoked", "crl.pem", "tls_verify_failed", ("certificate revoked",)),
+    ("good", "crl.pem", None, ()),
+    ("good", "crl-expired.pem", "tls_verify_failed", ("CRL has expired",)),
+], ids=["pin-only-revoked-by-crl", "pin-only-not-revoked", "pin-only-expired-crl"])
+def test_pin_only_honours_crl(srv, crl, reason, details, lab, mpki, servers, gate):
+    """pin_only checks the leaf against `crl` on the chain that leads to the pin."""
+    address = ADDR[srv]
+    w = gate(address, tls='%s\npin_only = true\ncrl = ["%s"]' % (pin_of(mpki, "intermediate"), mpki / crl),
+             trust=False)
+    if reason is None:
+        expect_relayed(lab, w, address)
+    else:
+        expect_refused(lab, w, address, reason, details)
+
+
+@pytest.mark.parametrize("srv,ok", [("staple-good", True), ("staple-revoked", False)],
+                         ids=["good-staple", "revoked-staple"])
+def test_pin_only_with_ocsp_staples(srv, ok, lab, mpki, servers, gate):
+    """pin_only checks a stapled response against the chain that leads to the pin."""
+    address, port = where(srv)
+    w = gate(address, tls='%s\npin_only = true\nocsp = "require-stapled"' % pin_of(mpki, "intermediate"),
+             trust=False, port=port)
+    if ok:
+        res = connect(lab, address, HTTP_GET)
+        assert res["recv"].startswith(b"HTTP/1.0 200 ok"), (res, w.log_text())
+        assert (the_record(w).get("result"), the_record(w).get("reason")) == ("ok", "completed"), w.log_text()
+    else:
+        rec = expect_refused(lab, w, address, "tls_verify_failed", "certificate revoked (stapled OCSP",
+                             payload=HTTP_GET)
+        detail_has(rec, "keyCompromise")
+
+
+@pytest.mark.parametrize("srv,ok", [("staple-good", True), ("staple-revoked", False)],
+                         ids=["good-staple-20-connections", "revoked-staple-every-time"])
+def test_require_stapled_survives_resumption(srv, ok, lab, mpki, servers, gate):
+    """Consecutive TLS 1.3 connections under require-stapled: all accepted, most of them
+    resumed (the staple's verdict is kept with the session until its nextUpdate); a revoked
+    staple is refused every time."""
+    address, port = where(srv)
+    w = gate(address, tls='ocsp = "require-stapled"\nmin_version = "1.3"', port=port)
+    n = 20 if ok else 3
+    for i in range(n):
+        res = connect(lab, address, HTTP_GET)
+        if ok:
+            assert res["recv"].startswith(b"HTTP/1.0 200 ok"), ("connection %d" % (i + 1), res, w.log_text())
+        else:
+            assert res["recv"] == b"", (res, w.log_text())
+    recs = w.wait_connections(n)
+    assert len(recs) == n, w.log_text()
+    if ok:
+        assert [r["result"] for r in recs] == ["ok"] * n, recs
+        assert all(r["tls_version"] == "TLSv1.3" for r in recs), recs
+        resumed = [r for r in recs if r["resumed"] == "true"]
+        assert len(resumed) >= 10, "only %d of %d resumed: %r" % (len(resumed), n, recs)
+    else:
+        assert all(r["reason"] == "tls_verify_failed" and "revoked" in r.get("detail", "") for r in recs), recs
+
+
 # --------------------------------------------------------------------------- pins
 
 def pin_of(mpki, *names):
@@ -442,13 +527,14 @@ def pin_of(mpki, *names):
 @pytest.mark.parametrize("srv,pins,pin_only,ok", [
     ("good", ("good",), False, True),
     ("good", ("intermediate",), False, True),
-    ("good", ("wronghost", "root"), False, True),        # a backup pin on the root of the verified chain
-    ("good", ("wronghost", "selfsigned"), False, False),
+    ("good", ("wrongname", "root"), False, True),        # a backup pin on the root of the verified chain
+    ("good", ("selfsigned", "intermediate"), False, True),  # a backup pin on the intermediate
+    ("good", ("wrongname", "selfsigned"), False, False),
     ("selfsigned", ("selfsigned",), True, True),
-    ("selfsigned", ("wronghost",), True, False),
+    ("selfsigned", ("wrongname",), True, False),
     ("selfsigned", ("selfsigned",), False, False),       # pinned but not pin_only: the chain still counts
     ("expired", ("expired",), True, False),              # pin_only still checks the leaf's dates
-], ids=["leaf-pin", "intermediate-pin", "root-backup-pin", "pin-mismatch", "pin-only-self-signed",
+], ids=["leaf-pin", "intermediate-pin", "root-backup-pin", "intermediate-backup-pin", "pin-mismatch", "pin-only-self-signed",
         "pin-only-mismatch", "pinned-self-signed-without-pin-only", "pin-only-expired-leaf"])
 def test_pins(srv, pins, pin_only, ok, lab, mpki, servers, gate):
     address = ADDR[srv]
@@ -666,3 +752,77 @@ def test_on_failure(on_failure, lab, mpki, servers, gate):
     else:
         assert got == b"", res
         assert res["end"] == ("reset" if on_failure == "reset" else "eof"), res
+
+
+# --------------------------------------------------------------------------- probe
+
+def test_probe_shows_chain_checks_and_verdict(lab, mpki, servers, tmp_path, worker_bin):
+    good, wrong = ADDR["good"], ADDR["wronghost"]
+    pin = spki_pin(mpki / "intermediate.pem")
+    policy = tmp_path / "probe.toml"
+    policy.write_text(policy_text(good, mpki, tls='pins = ["%s"]' % pin).replace(
+        'networks = ["%s/32"]' % good, 'networks = ["%s/32", "%s/32"]' % (good, wrong)))
+    ok = lab.run(lab.gw, [worker_bin, "probe", "--policy", policy, "--address", good], check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "cert 0: subject CN=good.test" in ok.stdout and "cert 1: subject CN=tlsgate test intermediate" in ok.stdout
+    assert "pin     %s" % pin in ok.stdout
+    assert "check pins: ok" in ok.stdout and "verdict: ACCEPTED" in ok.stdout, ok.stdout
+    bad = lab.run(lab.gw, [worker_bin, "probe", "--policy", policy, "--address", wrong], check=False)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "check certificate: FAILED: hostname mismatch" in bad.stdout
+    assert "verdict: REFUSED: hostname mismatch" in bad.stdout, bad.stdout
+    usage = lab.run(lab.gw, [worker_bin, "probe", "--policy", policy], check=False)
+    assert usage.returncode == 2 and "give --address" in usage.stderr, usage.stdout + usage.stderr
+
+
+# --------------------------------------------------------------------------- legacy servers, suites
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["strict-policy-refused", "legacy-policy-ok"])
+def test_legacy_server(legacy, lab, mpki, servers, gate):
+    """A TLS 1.0/1.1-only server: refused by a default policy, served by one that allows it."""
+    address, port = where("legacy")
+    w = gate(address, tls='min_version = "1.0"' if legacy else "", port=port)
+    if not legacy:
+        expect_refused(lab, w, address, "tls_handshake_failed", ("protocol version", "unsupported protocol"))
+        return
+    assert "legacy TLS allowed" in w.log_text(), w.log_text()
+    rec = expect_relayed(lab, w, address, port=port)
+    assert rec["tls_version"] in ("TLSv1", "TLSv1.1"), rec
+
+
+@pytest.mark.parametrize("tls,cipher", [
+    ('ciphersuites = "TLS_CHACHA20_POLY1305_SHA256"\ngroups = "P-384"', "TLS_CHACHA20_POLY1305_SHA256"),
+    ('max_version = "1.2"\nciphers = "ECDHE-ECDSA-CHACHA20-POLY1305"', "ECDHE-ECDSA-CHACHA20-POLY1305"),
+], ids=["tls13-ciphersuites-and-groups", "tls12-ciphers"])
+def test_cipher_suites_and_groups_are_applied(tls, cipher, lab, mpki, servers, gate):
+    address = ADDR["good"]
+    w = gate(address, tls=tls)
+    rec = expect_relayed(lab, w, address)
+    assert rec["cipher"] == cipher, rec
+
+
+def test_anonymous_suite_server_is_refused(lab, mpki, servers, gate, tmp_path, worker_bin):
+    """`openssl s_server -nocert -cipher 'aNULL:@SECLEVEL=0' -tls1_2`: no certificate, nothing to
+    verify. A policy asking for @SECLEVEL never runs; a legacy policy with ciphers = "ALL" never
+    offers an anonymous suite; in neither case does a byte reach the server's application."""
+    address, port = where("anon")
+    # 1. ciphers = "ALL:@SECLEVEL=0": `check` and the worker refuse the policy, with its line.
+    pdir = tmp_path / "anon"
+    pdir.mkdir()
+    policy = pdir / "anon.toml"
+    policy.write_text(policy_text(address, mpki, tls='ciphers = "ALL:@SECLEVEL=0"', port=port))
+    line = policy.read_text().splitlines().index('ciphers = "ALL:@SECLEVEL=0"') + 1
+    check = subprocess.run([str(worker_bin), "check", str(pdir)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert 'anon.toml:%d: ciphers "ALL:@SECLEVEL=0" sets @SECLEVEL' % line in check.stderr, check.stderr
+    worker = lab.run(lab.gw, [worker_bin, "worker", "--policy", policy, "--listen", "0.0.0.0:0"], check=False,
+                     timeout=30)
+    assert worker.returncode == 2 and "sets @SECLEVEL" in worker.stderr, worker.stdout + worker.stderr
+    assert "worker listening" not in worker.stdout + worker.stderr
+    # 2. A legacy policy, ciphers = "ALL": security level 0 for the versions, still no anonymous suite.
+    w = gate(address, tls='min_version = "1.0"\nciphers = "ALL"', port=port)
+    res = connect(lab, address, HTTP_GET)
+    assert res["recv"] == b"", (res, w.log_text())
+    rec = the_record(w)
+    assert (rec.get("result"), rec.get("reason")) == ("failed", "tls_handshake_failed"), rec
+    assert rec.get("cipher") == "-" and "ADH" not in w.log_text(), w.log_text()

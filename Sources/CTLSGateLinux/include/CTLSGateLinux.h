@@ -45,6 +45,16 @@ int tg_linux_caps_have_sys_admin(void);
 // Returns the child's pid, or -1 with errno set.
 int tg_linux_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds);
 
+// tg_linux_spawn, but the child runs as uid/gid with no supplementary group (posix_spawn
+// cannot change the uid). vfork; in the child only raw system calls (glibc's setresuid would
+// also change the parent's other threads): every signal to its default, the ambient set
+// cleared, setgroups(0), setresgid, setresuid, the descriptor moves, everything else above
+// them closed, signals unblocked, execve. The caller needs CAP_SETUID and CAP_SETGID (or
+// root); the child holds no capability after the exec (no ambient set, no file
+// capabilities). A failure before the exec comes back as -1 with the child's errno.
+int tg_linux_spawn_as(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds,
+                      unsigned int uid, unsigned int gid);
+
 // The calling thread's ambient capabilities as a mask (bit n = capability n).
 unsigned long long tg_linux_ambient_caps(void);
 // 1 when any capability is in the permitted, effective or ambient set, 0 when none, -1 on error.
