@@ -99,7 +99,13 @@ enum FuzzTarget: String, CaseIterable {
         var steps = 0
         while offset < input.count {
             switch action {
-            case .startTLS, .refuse: offset = input.count; continue
+            case .startTLS, .refuse, .sendThenStartTLS: offset = input.count; continue
+            case .greetClient:
+                // MySQL: the next chunk stands for the client's answer to the made greeting.
+                action = upgrade.clientAnswered(Array(input[offset..<min(offset + chunk, input.count)]))
+                offset += chunk
+                steps += 1
+                continue
             case .send, .needMore: break
             }
             action = upgrade.receive(Array(input[offset..<min(offset + chunk, input.count)]))
