@@ -71,6 +71,7 @@ sed -e 's#^policies = .*#policies = "/etc/tlsgate/policies"#' "$repo/Scripts/tls
 chmod 0644 "$root/etc/tlsgate/tlsgate.toml"
 for f in "$repo"/Policies/*.toml; do install -m 0644 "$f" "$root/etc/tlsgate/policies/"; done
 install -m 0644 "$repo/README.md" "$root/usr/share/doc/tlsgate/README.md"
+install -D -m 0755 "$repo/Scripts/ha-check.sh" "$root/usr/lib/tlsgate/ha-check.sh"   # keepalived's track script
 cat > "$root/usr/share/doc/tlsgate/copyright" <<'EOF'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: tlsgate

@@ -251,12 +251,30 @@ package struct PolicyFileDecoder {
                 ok = false
             }
         }
+        var ehloName: String?
+        if let value = value("upstream", "ehlo_name") {
+            if let text = value.stringValue {
+                if let problem = DNSName.problem(with: text) {
+                    error(value.line, "ehlo_name \(quoted(text)) is not a host name: \(problem)")
+                    ok = false
+                } else if starttls != .smtp {
+                    error(value.line, "ehlo_name is the name the gateway gives in SMTP's EHLO: it needs starttls = \"smtp\"; remove it")
+                    ok = false
+                } else {
+                    ehloName = DNSName.normalized(text)
+                }
+            } else {
+                error(value.line, "ehlo_name must be a string (a host name such as \"gateway.example.com\"), got \(value.typeDescription)")
+                ok = false
+            }
+        }
         guard ok, let port, let serverName, let timeout, let onFailure, let headerTimeout, let maxHeaderBytes else {
             return nil
         }
         return UpstreamRule(
             port: port, serverName: serverName, connectTimeout: timeout, allowedNames: allowedNames,
-            onFailure: onFailure, hostHeaderTimeout: headerTimeout, maxHeaderBytes: maxHeaderBytes, starttls: starttls)
+            onFailure: onFailure, hostHeaderTimeout: headerTimeout, maxHeaderBytes: maxHeaderBytes, starttls: starttls,
+            ehloName: ehloName)
     }
 
     // MARK: - [tls]

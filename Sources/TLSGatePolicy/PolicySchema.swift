@@ -5,7 +5,7 @@ enum PolicySchema {
         ("match", ["networks", "hosts", "port"]),
         ("upstream", [
             "port", "server_name", "connect_timeout", "allowed_names", "on_failure", "host_header_timeout",
-            "max_header_bytes", "starttls",
+            "max_header_bytes", "starttls", "ehlo_name",
         ]),
         ("tls", [
             "trust", "min_version", "max_version", "verify_depth", "accepted_names", "pins", "pin_only", "crl", "ocsp",

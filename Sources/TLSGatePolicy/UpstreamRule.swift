@@ -18,6 +18,9 @@ public struct UpstreamRule: Sendable, Hashable, Codable {
     /// `starttls`: the protocol whose own upgrade the gateway speaks on the server's plain
     /// port before TLS (`upstream.port` may then equal `match.port`). nil: direct TLS.
     public let starttls: StartTLSProtocol?
+    /// `ehlo_name`: `starttls = "smtp"` only: the name the gateway gives in `EHLO` (a DNS
+    /// name, lowercased). nil: the address literal of its own end of the connection.
+    public let ehloName: String?
 
     public enum FailureAction: String, Sendable, Hashable, Codable, CaseIterable {
         /// Close the client's connection (default).
@@ -43,9 +46,10 @@ public struct UpstreamRule: Sendable, Hashable, Codable {
         port: UInt16, serverName: ServerName, connectTimeout: TimeSpan = defaultConnectTimeout,
         allowedNames: [String] = [], onFailure: FailureAction = .close,
         hostHeaderTimeout: TimeSpan = defaultHostHeaderTimeout, maxHeaderBytes: Int = defaultMaxHeaderBytes,
-        starttls: StartTLSProtocol? = nil
+        starttls: StartTLSProtocol? = nil, ehloName: String? = nil
     ) {
         self.starttls = starttls
+        self.ehloName = ehloName
         self.port = port
         self.serverName = serverName
         self.connectTimeout = connectTimeout

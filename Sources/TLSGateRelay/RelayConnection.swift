@@ -377,7 +377,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
                 self.upgradeFinished = true
                 self.abort(.starttlsRefused, why)
             },
-            onGreetClient: mysql.map { session in { greeting in session.greet(greeting) } })
+            onGreetClient: mysql.map { session in { greeting in session.greet(greeting) } },
+            ehloName: shared.policy.upstream.ehloName)
         mysql?.upgradeHandler = handler
         return handler
     }

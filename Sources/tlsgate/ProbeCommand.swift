@@ -95,7 +95,7 @@ struct ProbeCommand: ParsableCommand {
                                 onRefused: { why, steps in
                                     transcript.withLockedValue { $0 = steps }
                                     outcome.fail(ProbeUpgradeRefused(detail: why))
-                                }))
+                                }, ehloName: loaded.upstream.ehloName))
                         } else {
                             try channel.pipeline.syncOperations.addHandler(
                                 TLSClientHandler(context: context, identity: identity, sessionKey: "probe", reportsPeerChain: true))

@@ -531,7 +531,7 @@ import Testing
         upstream: UpstreamRule(
             port: 443, serverName: .httpHost, connectTimeout: .seconds(2), allowedNames: ["a.example", "*.b.example"],
             onFailure: .http502, hostHeaderTimeout: TimeSpan(milliseconds: 250), maxHeaderBytes: 1024,
-            starttls: .smtp),
+            starttls: .smtp, ehloName: "gw.example"),
         tls: TLSRule(
             trustSystem: false, caFiles: ["/ca.pem"], minVersion: .tls1_1, maxVersion: .tls1_3, verifyDepth: 3,
             acceptedNames: ["*.c.example", "192.0.2.1"], pins: [pinA, pinB], pinOnly: true, crlFiles: ["/crl.pem"],
@@ -559,6 +559,7 @@ import Testing
         for fragment in [
             #""onFailure":"http-502""#, #""ocsp":"require-stapled""#, #""minVersion":"1.1""#, #""pinOnly":true"#,
             #""alpnRequired":true"#, #""verifyDepth":3"#, #""maxHeaderBytes":1024"#, #""starttls":"smtp""#,
+            #""ehloName":"gw.example""#,
         ] {
             #expect(text.contains(fragment), "\(fragment)")
         }
@@ -571,7 +572,7 @@ import Testing
         let upstream = UpstreamRule(port: 443, serverName: .fixed("a.example"), connectTimeout: .seconds(1))
         #expect(upstream.allowedNames == [] && upstream.onFailure == .close)
         #expect(upstream.hostHeaderTimeout == .seconds(5) && upstream.maxHeaderBytes == 8192)
-        #expect(upstream.starttls == nil)
+        #expect(upstream.starttls == nil && upstream.ehloName == nil)
         let tls = TLSRule(trustSystem: false, caFiles: ["/ca.pem"], minVersion: .tls1_3, maxVersion: nil)
         #expect(tls.verifyDepth == 10 && tls.ocsp == .off && tls.pins == [] && !tls.pinOnly && tls.alpn == [])
     }

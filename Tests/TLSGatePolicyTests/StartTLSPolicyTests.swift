@@ -32,6 +32,23 @@ import Testing
         }
     }
 
+    @Test func ehloNameIsAHostNameForSMTPOnly() throws {
+        let text = policy("starttls = \"smtp\"\nehlo_name = \"Gateway.Example.COM\"")
+        #expect(try diagnostics(text) == [])
+        let directory = try Fixtures.folder(["p.toml": text])
+        defer { Fixtures.remove(directory) }
+        let loaded = try #require(PolicyLoader.loadFile(directory + "/p.toml").0)
+        #expect(loaded.upstream.ehloName == "gateway.example.com")
+        #expect(try diagnostics(policy(matchPort: 143, upstreamPort: 143, "starttls = \"imap\"\nehlo_name = \"gw.example.com\"")) == [
+            "p.toml:9: ehlo_name is the name the gateway gives in SMTP's EHLO: it needs starttls = \"smtp\"; remove it"
+        ])
+        let bad = try diagnostics(policy("starttls = \"smtp\"\nehlo_name = \"gw example\""))
+        #expect(bad.count == 1 && bad[0].hasPrefix("p.toml:9: ehlo_name \"gw example\" is not a host name: "), "\(bad)")
+        #expect(try diagnostics(policy("starttls = \"smtp\"\nehlo_name = 7")) == [
+            "p.toml:9: ehlo_name must be a string (a host name such as \"gateway.example.com\"), got an integer"
+        ])
+    }
+
     @Test func withoutStarttlsTheSamePortStillWarns() throws {
         #expect(try diagnostics(policy("")) == [
             "p.toml:6: warning: upstream port 25 is also the match port: clients dialing it probably speak TLS already"

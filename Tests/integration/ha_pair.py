@@ -101,7 +101,7 @@ CLIENT_LOOP = textwrap.dedent("""
 """)
 
 
-def keepalived_conf(prefix, index, pidfile):
+def keepalived_conf(prefix, index, check):
     return textwrap.dedent("""\
         global_defs {
             router_id tlsgate-gw%(i)d
@@ -111,7 +111,7 @@ def keepalived_conf(prefix, index, pidfile):
             vrrp_garp_master_delay 1
         }
         vrrp_script tlsgate_serving {
-            script "%(check)s %(pidfile)s"
+            script "%(script)s %(check)s"
             interval 1
             timeout 1
             fall 1
@@ -134,7 +134,7 @@ def keepalived_conf(prefix, index, pidfile):
                 tlsgate_serving
             }
         }
-        """) % {"i": index, "prefix": prefix, "priority": PRIORITY[index], "check": HA_CHECK, "pidfile": pidfile,
+        """) % {"i": index, "prefix": prefix, "priority": PRIORITY[index], "script": HA_CHECK, "check": check,
                 "lan_vip": LAN_VIP, "public_vip": PUBLIC_VIP}
 
 
@@ -243,7 +243,8 @@ class Pair:
     def start_keepalived(self, index):
         root = self.work / ("gw%d" % index)
         conf = root / "keepalived.conf"
-        conf.write_text(keepalived_conf(self.prefix, index, root / "tlsgate.pid"))
+        # The check the README recommends: `tlsgate status` through this gateway's control socket.
+        conf.write_text(keepalived_conf(self.prefix, index, "--config %s %s" % (root / "tlsgate.toml", self.tlsgate)))
         self.popen("keepalived-gw%d" % index, "gw%d" % index,
                    ["keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp", "--use-file", conf,
                     "--pid", root / "keepalived.pid", "--vrrp_pid", root / "vrrp.pid"],

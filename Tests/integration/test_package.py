@@ -31,10 +31,11 @@ def test_package_builds_installs_checks_and_purges(tmp_path):
     deb = Path(build.stdout.strip().splitlines()[-1])
     assert deb.exists() and deb.name.endswith(".deb"), build.stdout
     info = run(["dpkg-deb", "-f", deb, "Package", "Depends"]).stdout
-    assert "Package: tlsgate" in info and "libssl3" in info and "nftables" in info, info
+    assert "Package: tlsgate" in info and "libssl3" in info and "nftables" in info and "conntrack" in info, info
     listing = run(["dpkg-deb", "-c", deb]).stdout
     for path in ("./usr/bin/tlsgate", "./lib/systemd/system/tlsgate.service", "./etc/tlsgate/tlsgate.toml",
-                 "./usr/share/man/man8/tlsgate.8.gz", "./etc/tlsgate/policies/http-example.toml"):
+                 "./usr/share/man/man8/tlsgate.8.gz", "./etc/tlsgate/policies/http-example.toml",
+                 "./usr/lib/tlsgate/ha-check.sh"):
         assert path in listing, listing
     try:
         inst = run(["dpkg", "-i", deb], timeout=300)

@@ -207,6 +207,15 @@ def test_starttls_probe_shows_the_upgrade_needs_root(lab, pki, mail, worker_bin,
             assert "verdict: REFUSED: the server does not offer" in out, out
 
 
+def test_starttls_smtp_ehlo_name_is_what_the_server_sees_needs_root(lab, pki, mail, worker_bin, tmp_path):
+    """`[upstream] ehlo_name` replaces the address literal in SMTP's EHLO."""
+    p = tmp_path / "smtp-ehlo.toml"
+    p.write_text(policy(pki / "root.pem", GOOD, 25, "smtp", extra='ehlo_name = "Relay.Lab.Test"'))
+    r = lab.run(lab.gw, [worker_bin, "probe", "--policy", p], check=False, timeout=60)
+    assert r.returncode == 0 and "verdict: ACCEPTED" in r.stdout, r.stdout + r.stderr
+    assert "C: EHLO relay.lab.test" in r.stdout and "C: EHLO [" not in r.stdout, r.stdout
+
+
 def test_starttls_local_mode_same_port_does_not_loop_needs_root(lab, mail, gateway, gateway_dir, tmp_path):
     """`local` mode intercepts the gateway host's own connections (nat output) except the
     gateway account's: the worker's own 25 -> 25 upstream connection is not redirected back

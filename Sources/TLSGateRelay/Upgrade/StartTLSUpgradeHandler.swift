@@ -10,6 +10,7 @@ public final class StartTLSUpgradeHandler: ChannelInboundHandler, RemovableChann
     public typealias InboundOut = ByteBuffer
 
     private let proto: StartTLSProtocol
+    private let ehloName: String?
     private var upgrade: StartTLSUpgrade
     private let makeTLSHandler: () -> ChannelHandler
     private let onUpgraded: ([String]) -> Void
@@ -28,9 +29,10 @@ public final class StartTLSUpgradeHandler: ChannelInboundHandler, RemovableChann
     public init(
         _ proto: StartTLSProtocol, makeTLSHandler: @escaping () -> ChannelHandler,
         onUpgraded: @escaping ([String]) -> Void, onRefused: @escaping (String, [String]) -> Void,
-        onGreetClient: (([UInt8]) -> Void)? = nil
+        onGreetClient: (([UInt8]) -> Void)? = nil, ehloName: String? = nil
     ) {
         self.proto = proto
+        self.ehloName = ehloName
         self.onGreetClient = onGreetClient
         self.upgrade = StartTLSUpgrade(proto, ehloName: "[127.0.0.1]")
         self.makeTLSHandler = makeTLSHandler
@@ -61,8 +63,8 @@ public final class StartTLSUpgradeHandler: ChannelInboundHandler, RemovableChann
     private func begin(context: ChannelHandlerContext) {
         guard !started else { return }
         started = true
-        // SMTP's EHLO names the gateway by its address towards the server, known now.
-        upgrade = StartTLSUpgrade(proto, ehloName: Self.addressLiteral(context.channel.localAddress))
+        // SMTP's EHLO names the gateway: `ehlo_name`, else its address towards the server, known now.
+        upgrade = StartTLSUpgrade(proto, ehloName: ehloName ?? Self.addressLiteral(context.channel.localAddress))
         act(upgrade.start(), context: context)
     }
 
