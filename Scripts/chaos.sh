@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Chaos under load in the namespace lab (Tests/integration/chaos_scenarios.py), one line of
+# Chaos under load in the namespace lab (Tests/integration/test_chaos.py), one line of
 # figures per scenario:
 #   chaos kill-9-worker: kill -9 of the worker 20 times under concurrent request loops
 #   chaos sighup-50:     50 SIGHUPs under load, alternating a changed and a broken policy
@@ -20,5 +20,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export PATH=/opt/swift/usr/bin:$PATH
 swift build >/dev/null
-CHAOS_PROFILE=$profile /usr/bin/python3 -m pytest -q -s -p no:cacheprovider Tests/integration/chaos_scenarios.py \
+CHAOS_PROFILE=$profile /usr/bin/python3 -m pytest -q -s -p no:cacheprovider Tests/integration/test_chaos.py \
   | grep -E '^chaos |passed|failed|error'
