@@ -120,6 +120,8 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
         flushOutbound(context: context)
         // The burst is over: its plaintext went up the pipeline; keep no buffer while idle.
         if plaintext.readableBytes == 0 && plaintext.capacity > 0 { plaintext = ByteBuffer() }
+        // Nor OpenSSL's record buffers (after the handshake: its flights are short-lived).
+        if case .active = machine.state { connection?.releaseIdleBuffers() }
         if firedRead {
             firedRead = false
             context.fireChannelReadComplete()

@@ -376,6 +376,19 @@ final class TLSConnection {
         return nil
     }
 
+    /// Gives the record layer's buffers back to the allocator when nothing waits in them.
+    ///
+    /// `SSL_MODE_RELEASE_BUFFERS` alone does not keep an idle connection free of them:
+    /// every `SSL_read` that ends in "want read" (the last call of each read burst) first
+    /// sets up the 16.7 KiB read buffer, and it stayed allocated while the connection
+    /// idled (measured: 17.6 KiB of 41.6 KiB per idle relayed connection). Called at the end
+    /// of a read burst; does nothing while ciphertext is buffered here or in OpenSSL (a
+    /// partial record stays where it is), so no byte is dropped.
+    func releaseIdleBuffers() {
+        guard !bio.hasBufferedInbound, SSL_has_pending(ssl) == 0 else { return }
+        _ = SSL_free_buffers(ssl)
+    }
+
     /// Queues close_notify in the outbound buffer. Safe to call more than once.
     func shutdown() {
         OpenSSLErrorQueue.clear()
