@@ -243,6 +243,10 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             if case .bytes = result {
                 if plaintext.readableBytes >= Self.maxPlaintextChunk { deliverPlaintext(context: context) }
+                // Nothing left to decrypt: another SSL_read would only answer "want read",
+                // after setting up OpenSSL's 16.7 KiB read buffer again (kept while idle).
+                // After the peer's FIN it goes on, so that OpenSSL reports the EOF.
+                if !connection.bio.peerClosed && !connection.hasPendingInput { break }
                 continue
             }
             outcome = result
