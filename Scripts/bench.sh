@@ -27,8 +27,10 @@
 # connections/s with resumption and with full handshakes only (nginx reloaded with tickets
 # and session cache off), keep-alive req/s and p99 (64 connections, 100-byte body), bulk
 # MB/s (one download of --size MiB), KiB of gateway PSS per idle relayed connection, RSS
-# at rest (tlsgate: supervisor + its one worker), and the share of upstream handshakes
-# nginx saw resumed.
+# and PSS at rest (tlsgate: supervisor + its one worker; RSS counts a shared library page
+# once per process, PSS splits it between all processes mapping it, "each page once"
+# counts every physical page of the upgrader's processes once), and the share of
+# upstream handshakes nginx saw resumed.
 #
 # As root on Debian 12. Installs haproxy, stunnel4 and wrk if missing (and keeps their
 # system services from running), builds tlsgate (release) if the binary is missing or older
@@ -139,6 +141,7 @@ sum_field() {     # sum_field FILE-SUFFIX KEY PID...: sum of "KEY: n kB" over th
 }
 rss_kib() { sum_field status VmRSS "$@"; }
 pss_kib() { sum_field smaps_rollup Pss "$@"; }
+uniq_kib() { "$PY" "$repo/Scripts/bench/distinct_kib.py" "$@" 2>/dev/null || true; }   # each physical page once
 cpu_ticks() {     # sum of utime+stime (clock ticks) over the given PIDs (all their threads)
   local sum=0 pid st
   for pid in "$@"; do
@@ -507,7 +510,9 @@ run_upgrader() {  # run_upgrader ROW
   start_row "$u" "$cpus" || return 0
   if [ "$u" != direct ]; then
     put "$u" rss "$(rss_kib "${UP_PIDS[@]}")"
-    log "RSS at rest: $(rss_each "${UP_PIDS[@]}")"
+    put "$u" pss "$(pss_kib "${UP_PIDS[@]}")"
+    put "$u" uniq "$(uniq_kib "${UP_PIDS[@]}")"
+    log "RSS at rest: $(rss_each "${UP_PIDS[@]}"); PSS $(fmt "$(awk -v k="$(pss_kib "${UP_PIDS[@]}")" 'BEGIN{print k/1024}')") MiB"
     # Idle memory: every round in a fresh process (a second round in the same one would
     # reuse what the first freed and understate the cost).
     if [ "$scaling" -eq 0 ]; then
@@ -515,6 +520,8 @@ run_upgrader() {  # run_upgrader ROW
         if [ "$round" -gt 1 ]; then
           stop_upgrader; start_row "$u" "$cpus" || return 0
           put "$u" rss "$(rss_kib "${UP_PIDS[@]}")"
+          put "$u" pss "$(pss_kib "${UP_PIDS[@]}")"
+          put "$u" uniq "$(uniq_kib "${UP_PIDS[@]}")"
         fi
         measure_idle "$u" "$round"
       done
@@ -530,7 +537,7 @@ run_upgrader() {  # run_upgrader ROW
     resumption on
   fi
   for round in $(wrk_rounds); do run_wrk "$u" ka "$round" /ka 64; done
-  settle "$u" rss kib bulk bulk-cpu cps cps-p99 cps-res cps-cpu full full-res full-cpu ka ka-p99 ka-cpu
+  settle "$u" rss pss uniq kib bulk bulk-cpu cps cps-p99 cps-res cps-cpu full full-res full-cpu ka ka-p99 ka-cpu
   if [ "$u" != direct ]; then
     log "RSS after all tests: $(rss_each "${UP_PIDS[@]}")"
     case "$u" in tlsgate*)
@@ -568,7 +575,7 @@ done
 cell() {          # cell ROW METRIC REF: "value (ratio×)" against REF's value
   local r=$1 m=$2 ref=$3 x=${R[$1,$2]:-} y=${R[$3,$2]:-} ratio=""
   [ -n "$x" ] || { echo "n/a"; return; }
-  if [ "$m" = rss ]; then
+  if [ "$m" = rss ] || [ "$m" = pss ] || [ "$m" = uniq ]; then
     x=$(awk -v k="$x" 'BEGIN { print k / 1024 }'); y=${y:+$(awk -v k="$y" 'BEGIN { print k / 1024 }')}
   fi
   if [ -n "$y" ] && [ "$r" != "$ref" ] && awk -v y="$y" 'BEGIN { exit !(y > 0) }'; then
@@ -599,6 +606,8 @@ bulk|bulk MB/s (one download)
 bulk-cpu|  gateway CPU s per GB
 kib|idle KiB PSS per connection (lower better)
 rss|RSS at rest MiB (lower better)
+pss|PSS at rest MiB (shared pages split)
+uniq|resident at rest MiB, each page once
 ROWS
 }
 {
@@ -620,12 +629,14 @@ ROWS
     done
   fi
   echo
-  echo "Medians of $ROUNDS rounds (values of each round below). RSS = VmRSS summed over the upgrader's processes (tlsgate: supervisor + worker)"
+  echo "Medians of $ROUNDS rounds (values of each round below). RSS = VmRSS summed over the upgrader's processes (tlsgate: supervisor + worker;"
+  echo "a library page mapped by both counts twice); PSS = Pss of smaps_rollup summed (a page shared by k processes, other programs'"
+  echo "included, counts 1/k in each); each page once = distinct physical pages of the upgrader's processes (Scripts/bench/distinct_kib.py)"
   echo "after start and 20 requests; idle KiB = PSS growth with $CONNS open idle relayed connections / connections."
   echo "Upstream resumed = share of the upgrader's upstream handshakes nginx reported as resumed (full test: nginx without tickets or cache)."
   for u in "${RAN[@]}"; do
     printf '%s rounds:' "$u"
-    for m in cps full ka ka-p99 bulk kib rss; do [ -z "${RAW[$u,$m]:-}" ] || printf ' %s=%s' "$m" "${RAW[$u,$m]// //}"; done; echo
+    for m in cps full ka ka-p99 bulk kib rss pss uniq; do [ -z "${RAW[$u,$m]:-}" ] || printf ' %s=%s' "$m" "${RAW[$u,$m]// //}"; done; echo
     [ -z "${NOTE[$u]:-}" ] || echo "$u: n/a or warnings because: ${NOTE[$u]}"
   done
 }

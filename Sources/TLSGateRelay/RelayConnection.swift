@@ -277,6 +277,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             .connectTimeout(timeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelOption(.recvAllocator, value: WorkerShared.upstreamReceiveSizes)
             .channelInitializer { channel in
                 // Runs on this connection's loop before the connect starts: from here the
                 // socket exists, and closeAll() can cancel the connect by closing it.

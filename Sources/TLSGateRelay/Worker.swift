@@ -96,6 +96,7 @@ public final class Worker: Sendable {
             .childChannelOption(.autoRead, value: false)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.recvAllocator, value: WorkerShared.clientReceiveSizes)
             .childChannelInitializer { channel in
                 RelayConnection(client: channel, shared: shared).start()
                 return channel.eventLoop.makeSucceededVoidFuture()

@@ -120,6 +120,8 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
         flushOutbound(context: context)
         // The burst is over: its plaintext went up the pipeline; keep no buffer while idle.
         if plaintext.readableBytes == 0 && plaintext.capacity > 0 { plaintext = ByteBuffer() }
+        // Nor OpenSSL's record buffers (after the handshake: its flights are short-lived).
+        if case .active = machine.state { connection?.releaseIdleBuffers() }
         if firedRead {
             firedRead = false
             context.fireChannelReadComplete()
@@ -241,6 +243,10 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             if case .bytes = result {
                 if plaintext.readableBytes >= Self.maxPlaintextChunk { deliverPlaintext(context: context) }
+                // Nothing left to decrypt: another SSL_read would only answer "want read",
+                // after setting up OpenSSL's 16.7 KiB read buffer again (kept while idle).
+                // After the peer's FIN it goes on, so that OpenSSL reports the EOF.
+                if !connection.bio.peerClosed && !connection.hasPendingInput { break }
                 continue
             }
             outcome = result
