@@ -192,3 +192,154 @@ def test_chaos_kill_9_supervisor_under_load(lab, tls_server, plain_listener, gat
     assert c_after["ok"] == 0, c_after
     assert stale_replaced, g2.log()
     assert again["ok"] > 0 and again["refused"] + again["failed"] == 0, again
+
+
+# A TLS server that resets every connection in the middle of the stream: after the
+# handshake and the first bytes it closes with SO_LINGER 0 (a TCP reset).
+RESETTING_SERVER = textwrap.dedent("""
+    import socket, ssl, sys, threading, time
+    cert, key, bind, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((bind, port)); s.listen(256); s.settimeout(0.5)
+    print("ready", flush=True)
+    def serve(c):
+        try:
+            c.settimeout(5)
+            t = ctx.wrap_socket(c, server_side=True)
+            t.recv(100)
+            t.sendall(b"partial answer")
+        except OSError:
+            pass
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00")
+        c.close()
+    end = time.monotonic() + 300
+    while time.monotonic() < end:
+        try:
+            c, _ = s.accept()
+        except socket.timeout:
+            continue
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+""")
+
+# N connections, `concurrency` at a time, each one fault: "hole" (the server never
+# answers: the gateway's connect times out), "upstream-rst" (the server resets mid-stream),
+# "client-rst" (the client resets mid-stream). Prints {"done": N, "errors": [...]}.
+FAULT_CLIENT = textwrap.dedent("""
+    import json, socket, sys, threading, time
+    mode, host, total, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    done, errors, slow, lock = [0], [], [0], threading.Lock()
+    def one():
+        t0 = time.monotonic()
+        s = socket.socket(); s.settimeout(10)
+        try:
+            s.connect((host, 80))
+            s.sendall(b"q" * 200)
+            if mode == "client-rst":
+                got = b""
+                while len(got) < 200:
+                    b = s.recv(200)
+                    if not b:
+                        raise OSError("closed before the echo")
+                    got += b
+                s.sendall(b"r" * 4096)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00")
+            else:
+                while s.recv(4096):
+                    pass
+        except OSError as e:
+            if mode == "client-rst":
+                with lock: errors.append(str(e))
+        finally:
+            s.close()
+            with lock:
+                done[0] += 1
+                slow[0] += time.monotonic() - t0 > 5
+    def worker(n):
+        for _ in range(n):
+            one()
+    per = [total // concurrency + (1 if i < total % concurrency else 0) for i in range(concurrency)]
+    ts = [threading.Thread(target=worker, args=(n,)) for n in per]
+    [t.start() for t in ts]; [t.join() for t in ts]
+    print(json.dumps({"done": done[0], "errors": errors[:5], "slow": slow[0]}))
+""")
+
+
+def worker_usage(pid):
+    """(open descriptors, RSS in KiB) of a process."""
+    fds = len(os.listdir("/proc/%d/fd" % pid))
+    rss = 0
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    return fds, rss
+
+
+def settled_usage(pid, baseline_fds, timeout=15.0):
+    """The usage once the descriptors are back to the baseline (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    usage = worker_usage(pid)
+    while usage[0] > baseline_fds and time.monotonic() < deadline:
+        time.sleep(0.2)
+        usage = worker_usage(pid)
+    return usage
+
+
+def test_chaos_faults_leak_no_descriptors_or_memory(lab, pki, tls_server, gateway, gateway_dir):
+    rounds = int(os.environ.get("CHAOS_FAULT_ROUNDS", 1000 if LONG else 150))
+    tls_server("good", "198.19.0.10")
+    resetting = _popen(lab.exec_argv(lab.server, [PY, "-c", RESETTING_SERVER, pki / "good-chain.pem", pki / "good.key",
+                                                  "198.19.0.24", "8443"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert resetting.stdout.readline().strip() == b"ready", resetting.stderr.read().decode(errors="replace")
+        ca = gateway_dir / "root.pem"
+        g = gateway({
+            "echo": gateway_policy(["198.19.0.10/32"], ca),
+            # 198.19.0.41 is on the server's link but nobody has it: ARP fails, nothing answers.
+            "hole": gateway_policy(["198.19.0.41/32"], ca, connect_timeout="1s"),
+            "rst": gateway_policy(["198.19.0.24/32"], ca, upstream_port=8443),
+        })
+        cases = (("client-rst", "198.19.0.10", "echo"), ("hole", "198.19.0.41", "hole"),
+                 ("upstream-rst", "198.19.0.24", "rst"))
+        figures = []
+        for mode, host, policy in cases:
+            pid = g.worker_for(policy)
+
+            def run(total):
+                r = lab.run(lab.client, [PY, "-c", FAULT_CLIENT, mode, host, str(total), "20"],
+                            timeout=240, check=False)
+                assert r.returncode == 0, r.stderr
+                return json.loads(r.stdout)
+            run(20)   # warm-up: the worker's lazily made descriptors and pools exist now
+            time.sleep(1.0)
+            before = worker_usage(pid)
+            out = run(rounds)
+            assert out["done"] == rounds and not out["errors"], out
+            # `slow`: connections the client had to give up on after 10 s. Printed, not
+            # asserted: after a server's reset mid-stream the gateway often notices only when
+            # the client sends or closes (an open bug, README Limits).
+            if mode != "upstream-rst":
+                assert out["slow"] == 0, (mode, out)
+            after = settled_usage(pid, before[0])
+            figures.append("%s: rounds=%d slow=%d fds=%d->%d rss_kib=%d->%d" % (mode, rounds, out["slow"], before[0],
+                                                                               after[0], before[1], after[1]))
+            assert after[0] <= before[0], (mode, before, after)
+            # Memory: allow allocator noise, not growth per connection.
+            assert after[1] - before[1] <= 16 * 1024, (mode, before, after)
+            assert pid == g.worker_for(policy), "the worker was restarted: %s" % g.log()
+        print("\nchaos faults: " + " ".join(figures))
+    finally:
+        _stop_process(resetting)
+
+
+def test_chaos_bulk_each_way_through_one_connection(lab, tls_server, plain_client, gateway, gateway_dir):
+    size = (1 << 30) if LONG else (64 << 20)
+    tls_server("good", "198.19.0.10")
+    gateway({"web": gateway_policy(["198.19.0.10/32"], gateway_dir / "root.pem")})
+    t0 = time.monotonic()
+    res = plain_client("198.19.0.10", nbytes=size, timeout=600 if LONG else 120)[0]
+    seconds = time.monotonic() - t0
+    print("\nchaos bulk: bytes_each_way=%d seconds=%.1f MiB_per_s_each_way=%.1f sha256_ok=%s"
+          % (size, seconds, size / (1 << 20) / seconds, res["recv_sha256"] == res["sent_sha256"]))
+    assert res["error"] is None, res
+    assert res["recv_len"] == size and res["recv_sha256"] == res["sent_sha256"], res
