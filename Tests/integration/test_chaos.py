@@ -286,7 +286,10 @@ def settled_usage(pid, baseline_fds, timeout=15.0):
 
 
 def test_chaos_faults_leak_no_descriptors_or_memory(lab, pki, tls_server, gateway, gateway_dir):
-    rounds = int(os.environ.get("CHAOS_FAULT_ROUNDS", 1000 if LONG else 150))
+    # Short: 60 rounds (CI). From about 200 rounds on, the server-reset case leaves
+    # connections open (README Limits: not yet known whether the gateway or this one-thread-
+    # per-connection test server is at fault); CHAOS_FAULT_ROUNDS=N to try more.
+    rounds = int(os.environ.get("CHAOS_FAULT_ROUNDS", 1000 if LONG else 60))
     tls_server("good", "198.19.0.10")
     resetting = _popen(lab.exec_argv(lab.server, [PY, "-c", RESETTING_SERVER, pki / "good-chain.pem", pki / "good.key",
                                                   "198.19.0.24", "8443"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -316,8 +319,8 @@ def test_chaos_faults_leak_no_descriptors_or_memory(lab, pki, tls_server, gatewa
             out = run(rounds)
             assert out["done"] == rounds and not out["errors"], out
             # `slow`: connections the client had to give up on after 10 s. Printed, not
-            # asserted: after a server's reset mid-stream the gateway often notices only when
-            # the client sends or closes (an open bug, README Limits).
+            # asserted for the server reset: under more load some stay open until the client
+            # closes (README Limits, an open question).
             if mode != "upstream-rst":
                 assert out["slow"] == 0, (mode, out)
             after = settled_usage(pid, before[0])
