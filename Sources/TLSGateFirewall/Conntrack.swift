@@ -20,11 +20,7 @@ public enum Conntrack {
     public static let maximumCalls = 256
 
     public static var conntrackPath: String? {
-        for candidate in ["/usr/sbin/conntrack", "/sbin/conntrack", "/usr/bin/conntrack"]
-        where FileManager.default.isExecutableFile(atPath: candidate) {
-            return candidate
-        }
-        return nil
+        Tool.find(["/usr/sbin/conntrack", "/sbin/conntrack", "/usr/bin/conntrack"])
     }
 
     /// The `conntrack -D` argument lists for a plan's intercepted entries (NAT modes only:
@@ -63,25 +59,18 @@ public enum Conntrack {
             problems.append("\(calls.count) destination networks: only the first \(maximumCalls) are cleared")
         }
         for arguments in calls.prefix(maximumCalls) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: tool)
-            process.arguments = arguments
-            let stderr = Pipe()
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = stderr
+            let result: Tool.Result
             do {
-                try process.run()
+                result = try Tool.run(tool, arguments)
             } catch {
                 problems.append("cannot run \(tool): \(error)")
                 break
             }
-            let message = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
             // Status 1 with "0 flow entries have been deleted" is the usual answer.
-            if let count = deletedCount(message) {
+            if let count = deletedCount(result.stderr) {
                 deleted += count
-            } else if process.terminationStatus != 0 {
-                problems.append("conntrack \(arguments.joined(separator: " ")): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
+            } else if result.status != 0 {
+                problems.append("conntrack \(arguments.joined(separator: " ")): \(result.message)")
             }
         }
         return (deleted, problems)

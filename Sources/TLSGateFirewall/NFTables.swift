@@ -11,11 +11,7 @@ public enum NFTables {
     }
 
     public static var nftPath: String {
-        for candidate in ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        where FileManager.default.isExecutableFile(atPath: candidate) {
-            return candidate
-        }
-        return "nft"
+        Tool.find(["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]) ?? "nft"
     }
 
     /// Applies `script` (from `Ruleset.script`) as one transaction.
@@ -63,29 +59,15 @@ public enum NFTables {
 
     @discardableResult
     static func run(_ arguments: [String], input: String?, quiet: Bool = false) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: nftPath)
-        process.arguments = arguments
-        let stdin = Pipe()
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
+        let result: Tool.Result
         do {
-            try process.run()
+            result = try Tool.run(nftPath, arguments, input: input, captureStdout: true)
         } catch {
             throw Failure(description: "cannot run \(nftPath): \(error) (install nftables)")
         }
-        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-        try? stdin.fileHandleForWriting.close()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        let err = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let message = String(decoding: err, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw Failure(description: "nft \(arguments.joined(separator: " ")) failed: \(message)")
+        guard result.status == 0 else {
+            throw Failure(description: "nft \(arguments.joined(separator: " ")) failed: \(result.message)")
         }
-        return String(decoding: out, as: UTF8.self)
+        return result.stdout
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TLSGateFirewall
 
 /// Runs the `ip` tool for TPROXY's policy routing.
 public enum IPRoute {
@@ -7,20 +8,10 @@ public enum IPRoute {
     }
 
     public static func run(_ arguments: [String]) throws {
-        let process = Process()
-        let path = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first {
-            FileManager.default.isExecutableFile(atPath: $0)
-        } ?? "/sbin/ip"
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let stderr = Pipe()
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        let err = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw Failure(description: "ip \(arguments.joined(separator: " ")): \(String(decoding: err, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
+        let path = Tool.find(["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]) ?? "/sbin/ip"
+        let result = try Tool.run(path, arguments)
+        guard result.status == 0 else {
+            throw Failure(description: "ip \(arguments.joined(separator: " ")): \(result.message)")
         }
     }
 }
