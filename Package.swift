@@ -69,7 +69,7 @@ let package = Package(
             ]
         ),
         // nftables: the gateway's own table, rendered from a plan and applied atomically.
-        .target(name: "TLSGateFirewall"),
+        .target(name: "TLSGateFirewall", dependencies: ["TLSGateSystem"]),
         // The supervisor: sockets, workers, signals, the firewall table.
         .target(
             name: "TLSGateSupervisor",
