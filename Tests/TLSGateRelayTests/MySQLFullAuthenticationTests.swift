@@ -143,6 +143,39 @@ import Testing
         #expect(client.authenticationEnded() == .needMore && client.isRelaying && client.lead == 1)
     }
 
+    @Test func theSessionTakesTheScrambleFromTheGreetingItGaveAndReportsRefusals() throws {
+        // The wiring the handlers use: the greeting the gateway built (CLIENT_SSL cleared),
+        // the server's packets, the client's; the worker's own key.
+        var refusals: [String] = []
+        let session = MySQLSession { reason, detail in refusals.append("\(reason): \(detail)") }
+        let parsed = try MySQLUpgrade.parse(F.greetingPayload(plugin: "caching_sha2_password")).get()
+        session.greet(MySQLUpgrade.build(parsed))
+        guard case .answered = session.clientSent(F.packet(1, F.responsePayload())) else {
+            Issue.record("no answer")
+            return
+        }
+        session.serverSent(sequences: [2], ended: false, fullAuthentication: true, switchScramble: nil)
+        let key = try MySQLGatewayKey.shared()
+        guard case .reply(let pem, let none) = session.clientSent(F.packet(3, [0x02])) else {
+            Issue.record("the key request was not answered")
+            return
+        }
+        #expect(pem == F.packet(4, [0x01] + key.publicKeyPEM) && none.isEmpty && session.lead == 255)
+        #expect(session.refusalSequence == 6)
+        #expect(session.clientSent(F.packet(5, sealed(with: key))) == .pass(F.packet(4, clear)))
+        session.serverSent(sequences: [6], ended: true)
+        #expect(refusals.isEmpty && session.client.isRelaying)
+
+        // The same with another key: refused as the client's error, numbered for the client.
+        let other = MySQLSession { reason, detail in refusals.append("\(reason): \(detail)") }
+        other.greet(MySQLUpgrade.build(parsed))
+        _ = other.clientSent(F.packet(1, F.responsePayload()))
+        other.serverSent(sequences: [2], ended: false, fullAuthentication: true, switchScramble: nil)
+        _ = other.clientSent(F.packet(3, sealed(with: Self.otherKey)))
+        #expect(refusals.count == 1 && refusals[0].hasPrefix("client_error: the client's password does not decrypt"))
+        #expect(other.refusalSequence == 4)
+    }
+
     @Test func theWorkersKeyIsMadeOnceAndShared() throws {
         let first = try MySQLGatewayKey.shared()
         #expect(first.bits == MySQLGatewayKey.bits && first.bits >= 2048)
