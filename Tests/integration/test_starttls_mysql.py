@@ -126,6 +126,25 @@ def client(lab, addr, user, sql, *extra):
 
 SQL = "SELECT v FROM lab.t; SHOW STATUS LIKE 'Ssl_cipher'; SHOW STATUS LIKE 'Ssl_version'; SELECT CURRENT_USER()"
 
+# The start of a raw MySQL client (run with python3 -c in the client namespace, % its
+# server address): rd() reads one packet, as (sequence, payload).
+RAW_CLIENT = (
+    "import socket,struct,subprocess,sys\n"
+    "s=socket.create_connection(('%s',3306),timeout=10)\n"
+    "def rd():\n"
+    "  h=b''\n"
+    "  while len(h)<4:\n"
+    "    c=s.recv(4-len(h))\n"
+    "    if not c: sys.exit('closed')\n"
+    "    h+=c\n"
+    "  n=h[0]|h[1]<<8|h[2]<<16; b=b''\n"
+    "  while len(b)<n:\n"
+    "    c=s.recv(n-len(b))\n"
+    "    if not c: sys.exit('closed')\n"
+    "    b+=c\n"
+    "  return h[3],b\n"
+)
+
 
 @pytest.mark.parametrize("user", ["native", "edu"])
 def test_starttls_mysql_select_over_tls_needs_root(lab, mariadb, my_gateway, user):
@@ -158,28 +177,14 @@ def test_starttls_mysql_client_asking_for_tls_gets_an_err_needs_root(lab, mariad
     r = lab.run(lab.client, ["mariadb", "--no-defaults", "-h", GOOD, "-u", "native", "-p%s" % PASSWORD,
                              "--ssl", "--ssl-verify-server-cert", "-e", "SELECT 1"], timeout=30, check=False)
     assert r.returncode != 0 and "SSL" in r.stderr, r.stderr
-    script = (
-        "import socket,struct,sys\n"
-        "s=socket.create_connection(('%s',3306),timeout=10)\n"
-        "def rd():\n"
-        "  h=b''\n"
-        "  while len(h)<4:\n"
-        "    c=s.recv(4-len(h))\n"
-        "    if not c: sys.exit('closed')\n"
-        "    h+=c\n"
-        "  n=h[0]|h[1]<<8|h[2]<<16; b=b''\n"
-        "  while len(b)<n:\n"
-        "    c=s.recv(n-len(b))\n"
-        "    if not c: sys.exit('closed')\n"
-        "    b+=c\n"
-        "  return h[3],b\n"
+    script = RAW_CLIENT % GOOD + (
         "seq,g=rd()\n"
         "caps=struct.unpack('<H',g[g.index(0,1)+14:g.index(0,1)+16])[0]\n"
         "print('greeting',seq,'ssl' if caps&0x800 else 'nossl')\n"
         "req=struct.pack('<IIB',0x800|0x200|0x8000|0x80000,1<<24,45)+bytes(23)\n"
         "s.sendall(struct.pack('<I',len(req))[:3]+bytes([1])+req)\n"
         "seq,e=rd()\n"
-        "print('reply',seq,e[:1].hex(),e[9:].decode())\n" % GOOD)
+        "print('reply',seq,e[:1].hex(),e[9:].decode())\n")
     r = lab.run(lab.client, ["python3", "-c", script], timeout=30, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "greeting 0 nossl" in r.stdout, r.stdout
@@ -320,21 +325,7 @@ def test_starttls_mysql_caching_sha2_password_for_another_key_is_refused_needs_r
     subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key],
                    check=True, capture_output=True, timeout=60)
     before = len(standin_logins(mysql8, 0, timeout=0))
-    script = (
-        "import socket,struct,subprocess,sys\n"
-        "s=socket.create_connection(('%s',3306),timeout=10)\n"
-        "def rd():\n"
-        "  h=b''\n"
-        "  while len(h)<4:\n"
-        "    c=s.recv(4-len(h))\n"
-        "    if not c: sys.exit('closed')\n"
-        "    h+=c\n"
-        "  n=h[0]|h[1]<<8|h[2]<<16; b=b''\n"
-        "  while len(b)<n:\n"
-        "    c=s.recv(n-len(b))\n"
-        "    if not c: sys.exit('closed')\n"
-        "    b+=c\n"
-        "  return h[3],b\n"
+    script = RAW_CLIENT % SHA2 + (
         "def wr(seq,p): s.sendall(struct.pack('<I',len(p))[:3]+bytes([seq])+p)\n"
         "seq,g=rd()\n"
         "v=g.index(0,1); scramble=g[v+5:v+13]+g[v+32:v+44]\n"
@@ -345,7 +336,7 @@ def test_starttls_mysql_caching_sha2_password_for_another_key_is_refused_needs_r
         "blob=subprocess.run(['openssl','pkeyutl','-encrypt','-inkey','%s','-pkeyopt','rsa_padding_mode:oaep'],"
         "input=pw,capture_output=True,check=True).stdout\n"
         "wr(seq+1,blob)\n"
-        "seq,e=rd(); print('reply',seq,e[:1].hex(),e[9:].decode())\n" % (SHA2, PASSWORD, key))
+        "seq,e=rd(); print('reply',seq,e[:1].hex(),e[9:].decode())\n" % (PASSWORD, key))
     r = lab.run(lab.client, ["python3", "-c", script], timeout=60, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "server asks 2 0104" in r.stdout, r.stdout
