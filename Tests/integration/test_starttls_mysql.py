@@ -284,8 +284,9 @@ def test_starttls_mysql_caching_sha2_full_then_fast_authentication_needs_root(la
             assert rec["clear_password_over_tls"] is True and rec["password_nul"] is True, rec
     recs = g.wait_records("connection closed", 2, policy="my-sha2")
     assert [r["reason"] for r in recs[-2:]] == ["completed", "completed"], recs
-    # Never the password in the gateway's log.
+    # Never the password in the gateway's log; the worker made its key without a crash.
     assert PASSWORD not in g.log(), "the password is in the gateway's log"
+    assert "worker exited unexpectedly" not in g.log(), g.log()
 
 
 def test_starttls_mysql_caching_sha2_after_an_auth_switch_needs_root(lab, mysql8, sha2_gateway):

@@ -28,10 +28,15 @@ final class MySQLSession {
     /// The sequence number of an ERR packet the client would accept now.
     var refusalSequence: UInt8 { client.clientExpects }
 
+    /// The end of a greeting that names caching_sha2_password (the name and its NUL).
+    private static let cachingSHA2Name = [0] + Array(MySQLServerAuth.cachingSHA2.utf8) + [0]
+
     /// The upgrade made the client's greeting: write it and read the client's answer.
     func greet(_ greeting: [UInt8]) {
         // The scramble the client masks a caching_sha2_password with: the greeting's own.
         client.greeted(scramble: MySQLUpgrade.scramble(ofBuilt: greeting) ?? [])
+        // MySQL 8's default plugin: its full authentication needs the worker's key.
+        if greeting.suffix(Self.cachingSHA2Name.count).elementsEqual(Self.cachingSHA2Name) { MySQLGatewayKey.prepare() }
         clientHandler?.write(greeting)
     }
 
@@ -59,6 +64,7 @@ final class MySQLSession {
     /// The server's authentication packets went to the client with these sequence numbers;
     /// what they asked for so far (`MySQLServerAuth`).
     func serverSent(sequences: [UInt8], ended: Bool, fullAuthentication: Bool = false, switchScramble: [UInt8]? = nil) {
+        if switchScramble != nil { MySQLGatewayKey.prepare() }
         client.serverAsked(fullAuthentication: fullAuthentication, switchScramble: switchScramble)
         for sequence in sequences { client.serverSent(sequence: sequence) }
         guard ended else { return }
