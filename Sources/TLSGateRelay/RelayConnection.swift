@@ -105,8 +105,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             sniffHost()
         case .prepareClient(let proto):
             prepareClient(proto)
-        case .connect(let requestedHost):
-            connect(requestedHost: requestedHost)
+        case .connect(let requestedHost, let timeout):
+            connect(requestedHost: requestedHost, timeout: timeout)
         case .closeUpstream:
             upstream?.close(promise: nil)
         case .startRelaying:
@@ -211,7 +211,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
 
     // MARK: upstream
 
-    private func connect(requestedHost: String?) {
+    private func connect(requestedHost: String?, timeout: TimeAmount) {
         if connectStarted == nil { connectStarted = .now() }
         let policy = shared.policy
         guard let original, let address = original.ipAddress.flatMap(IPAddress.init) else {
@@ -239,7 +239,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         let middle: ChannelHandler? = mysql.map { MySQLServerAuthHandler(session: $0) }
         let handlers = NIOLoopBound((first, middle, glue), eventLoop: eventLoop)
         ClientBootstrap(group: eventLoop)
-            .connectTimeout(.milliseconds(policy.upstream.connectTimeout.milliseconds))
+            .connectTimeout(timeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: WorkerShared.upstreamReceiveSizes)

@@ -94,8 +94,9 @@ struct RelayStateMachine {
         /// starttls mysql / postgres: the client-side handler goes in before connecting;
         /// `clientPrepared()` follows when it is there.
         case prepareClient(StartTLSProtocol)
-        /// Open the upstream connection (`requestedHost`: http-host's name).
-        case connect(requestedHost: String?)
+        /// Open the upstream connection (`requestedHost`: http-host's name) within `timeout`
+        /// (what is left of `connect_timeout` when connecting again).
+        case connect(requestedHost: String?, timeout: TimeAmount)
         /// Close the upstream channel, or cancel its pending connect.
         case closeUpstream
         /// The server is verified: greet a starttls client, join the two glues (which
@@ -200,6 +201,8 @@ struct RelayStateMachine {
     private var sniffer: HTTPHostSniffer
     /// starttls: the exchange ended before the connect was reported (postgres-direct).
     private var upgradeDone = false
+    /// Out of descriptors: what is left of `connect_timeout` for the next attempt.
+    private var retryTimeout: TimeAmount = .zero
     private var lastActivity: NIODeadline = .uptimeNanoseconds(0)
     /// Running timers, one bit per `Timer`.
     private var armed: UInt8 = 0
@@ -328,9 +331,9 @@ struct RelayStateMachine {
         case .resourceExhausted(let detail):
             // Wait for descriptors to come back (other connections ending) within the
             // connect timeout, rather than fail the client.
-            if phase == .connecting,
-                elapsed + Configuration.connectRetryPause < .milliseconds(configuration.connectTimeout.milliseconds)
-            {
+            let left = .milliseconds(configuration.connectTimeout.milliseconds) - elapsed - Configuration.connectRetryPause
+            if phase == .connecting, left > .zero {
+                retryTimeout = left
                 return [schedule(.connectRetry, Configuration.connectRetryPause)]
             }
             actions = abort(.connectFailed, detail)
@@ -499,7 +502,7 @@ struct RelayStateMachine {
         case .connectRetry:
             guard phase == .connecting else { return [] }
             upstream = .connecting
-            return [.connect(requestedHost: requestedHost)]
+            return [.connect(requestedHost: requestedHost, timeout: retryTimeout)]
         case .upgrade:
             guard phase == .handshaking(.upgrading) else { return [] }
             let name = configuration.starttls?.displayName ?? "starttls"
@@ -554,7 +557,7 @@ struct RelayStateMachine {
     private mutating func startConnecting() -> [Action] {
         phase = .connecting
         upstream = .connecting
-        return [.connect(requestedHost: requestedHost)]
+        return [.connect(requestedHost: requestedHost, timeout: .milliseconds(configuration.connectTimeout.milliseconds))]
     }
 
     /// The policy's `on_failure`, for the first reason when it is an upstream failure.
