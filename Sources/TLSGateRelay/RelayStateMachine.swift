@@ -148,7 +148,8 @@ struct RelayStateMachine {
             hostHeaderTimeout: TimeSpan = UpstreamRule.defaultHostHeaderTimeout,
             idleTimeout: TimeSpan = Limits.defaultIdleTimeout, sniffsHost: Bool = false, allowedNames: [String] = [],
             maxHeaderBytes: Int = UpstreamRule.defaultMaxHeaderBytes, starttls: StartTLSProtocol? = nil,
-            onFailure: UpstreamRule.FailureAction = .close, matchPort: UInt16 = 80, maxConnections: Int = 100
+            onFailure: UpstreamRule.FailureAction = .close, matchPort: UInt16 = 80,
+            maxConnections: Int = Limits.defaultMaxConnections
         ) {
             self.connectTimeout = connectTimeout
             self.hostHeaderTimeout = hostHeaderTimeout
@@ -280,7 +281,11 @@ struct RelayStateMachine {
     /// http-host: bytes of the client's request head, as they come.
     mutating func hostBytes<Bytes: Sequence>(_ bytes: Bytes) -> [Action] where Bytes.Element == UInt8 {
         guard phase == .sniffing else { return [] }
-        switch sniffer.feed(bytes) {
+        let result = sniffer.feed(bytes)
+        guard result != .needMore else { return [] }
+        // Decided: the head it kept is not needed for the rest of the connection.
+        sniffer = HTTPHostSniffer(maxBytes: configuration.maxHeaderBytes)
+        switch result {
         case .needMore:
             return []
         case .bad(HTTPHostSniffer.clientHello):
