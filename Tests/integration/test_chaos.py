@@ -485,6 +485,9 @@ def test_chaos_many_concurrent_connections_through_one_worker(lab, chaos_nginx, 
         # The worker holds two sockets per relayed connection: where the descriptor limit
         # cannot be raised (no CAP_SYS_RESOURCE), as many as fit below it.
         count = min(target, (nofile - 128) // 2)
+        if count < min(target, 2000):
+            unavailable("RLIMIT_NOFILE %d cannot be raised (no CAP_SYS_RESOURCE): too few for %d connections"
+                        % (nofile, min(target, 2000)))
         g = gateway({"web": gateway_policy(["%s/32" % NGINX_ADDR], gateway_dir / "root.pem", upstream_port=NGINX_PORT,
                                            extra="\n[limits]\nmax_connections = %d\n" % count)})
         pid = g.worker_for("web")
