@@ -89,7 +89,7 @@ public final class Worker: Sendable {
                     try channel.pipeline.syncOperations.addHandler(AcceptPressureLogger(logger: logger))
                 }
             }
-            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.backlog, value: ListenSocket.backlog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.autoRead, value: accepting)
             // Nothing is read from a client until its server has been verified.
@@ -108,6 +108,8 @@ public final class Worker: Sendable {
                 channel = try bootstrap.bind(host: host, port: port).wait()
             case .descriptor(let fd):
                 channel = try bootstrap.withBoundSocket(fd).wait()
+                // NIO listened again with its default backlog (128), not the option's.
+                try ListenSocket.setBacklog(of: fd)
             }
         } catch {
             throw WorkerError("cannot listen on \(options.listen): \(error)")

@@ -12,10 +12,13 @@ public final class ListenSocket: Sendable {
     public let port: UInt16
     public let address: String
 
+    /// The accept queue of a policy's socket (the kernel caps it at `net.core.somaxconn`).
+    public static let backlog: Int32 = 4096
+
     /// Binds `address` on port `port` (0: the kernel picks) and listens.
     /// - Parameters:
     ///   - transparent: sets IP_TRANSPARENT / IPV6_TRANSPARENT for TPROXY (needs CAP_NET_ADMIN).
-    public init(address: String, port: UInt16 = 0, transparent: Bool = false, backlog: Int32 = 4096) throws(SystemError) {
+    public init(address: String, port: UInt16 = 0, transparent: Bool = false, backlog: Int32 = ListenSocket.backlog) throws(SystemError) {
         var v6 = in6_addr()
         var v4 = in_addr()
         let isV6 = inet_pton(AF_INET6, address, &v6) == 1
@@ -91,5 +94,13 @@ public final class ListenSocket: Sendable {
 
     deinit {
         close(descriptor)
+    }
+
+    /// Sets the accept queue of an already listening socket (`listen` again only changes
+    /// it). NIO's `withBoundSocket` listens with its own default of 128, which replaced the
+    /// supervisor's 4096 in every worker: a burst of more than 128 connects overflowed the
+    /// queue (handshakes dropped, SYNs retried after 1 s, 3 s, and a few clients reset).
+    public static func setBacklog(of descriptor: Int32, to backlog: Int32 = ListenSocket.backlog) throws(SystemError) {
+        try syscall("listen") { listen(descriptor, backlog) }
     }
 }

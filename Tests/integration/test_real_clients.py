@@ -53,21 +53,25 @@ http {{
   }}
 }}
 """.format(run=run, pki=pki, addr=NGINX_ADDR, port=NGINX_PORT))
+    proc = start_nginx(lab, conf, NGINX_ADDR, NGINX_PORT)
+    yield run
+    _stop_process(proc)
+
+
+def start_nginx(lab, conf, addr, port):
+    """nginx -c conf in the server namespace, once it listens on addr:port (bounded: 10 s)."""
     proc = _popen(lab.exec_argv(lab.server, ["nginx", "-c", conf]), stdout=subprocess.DEVNULL,
                   stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        r = lab.run(lab.server, ["ss", "-Hltn", "sport = :%d" % NGINX_PORT], check=False)
-        if NGINX_ADDR in r.stdout:
-            break
+        r = lab.run(lab.server, ["ss", "-Hltn", "sport = :%d" % port], check=False)
+        if addr in r.stdout:
+            return proc
         if proc.poll() is not None:
             pytest.fail("nginx exited: %s" % proc.stderr.read().decode(errors="replace"), pytrace=False)
         time.sleep(0.1)
-    else:
-        _stop_process(proc)
-        pytest.fail("nginx did not listen on %s:%d within 10s" % (NGINX_ADDR, NGINX_PORT), pytrace=False)
-    yield run
     _stop_process(proc)
+    pytest.fail("nginx did not listen on %s:%d within 10s" % (addr, port), pytrace=False)
 
 
 def http_host_policy(allowed=('good.test',), timeout="3s"):
