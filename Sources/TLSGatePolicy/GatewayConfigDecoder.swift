@@ -22,6 +22,9 @@ package struct GatewayConfigDecoder {
         fields = TOMLFields(file: file, root: root)
     }
 
+    /// What `isValidUserName` accepts, as the errors say it.
+    static let userNameRule = "use lowercase letters, digits, \"_\" and \"-\", starting with a letter or \"_\", at most 32 characters"
+
     /// `[a-z_][a-z0-9_-]*`, at most 32 characters: what `useradd` accepts by default.
     static func isValidUserName(_ name: String) -> Bool {
         let scalars = Array(name.unicodeScalars)
@@ -99,7 +102,7 @@ package struct GatewayConfigDecoder {
         guard Self.isValidUserName(name) else {
             fields.error(
                 value.line,
-                "user \(quoted(name)) is not a valid user name: use lowercase letters, digits, \"_\" and \"-\", starting with a letter or \"_\", at most 32 characters")
+                "user \(quoted(name)) is not a valid user name: \(Self.userNameRule)")
             return nil
         }
         if name == "root" {
@@ -127,7 +130,7 @@ package struct GatewayConfigDecoder {
         guard Self.isValidUserName(name) else {
             fields.error(
                 value.line,
-                "worker_user \(quoted(name)) is not a valid user name: use lowercase letters, digits, \"_\" and \"-\", starting with a letter or \"_\", at most 32 characters (or \"\(WorkerUser.perPolicyKeyword)\", \"\(WorkerUser.sameKeyword)\")")
+                "worker_user \(quoted(name)) is not a valid user name: \(Self.userNameRule) (or \"\(WorkerUser.perPolicyKeyword)\", \"\(WorkerUser.sameKeyword)\")")
             return nil
         }
         if name == "root" {

@@ -256,19 +256,11 @@ private func replacing(_ old: String, with new: String) -> String {
     }
 
     @Test func perPolicyAccountsAreLookedUpForEachPolicy() throws {
-        let policy = """
-            [match]
-            networks = ["203.0.113.0/24"]
-            port = 80
-            [upstream]
-            port = 443
-            server_name = "api.example.com"
-            """
         let directory = try Fixtures.folder(["tlsgate.toml": "worker_user = \"per-policy\"\n" + baseConfig])
         defer { Fixtures.remove(directory) }
         try FileManager.default.createDirectory(atPath: directory + "/policies", withIntermediateDirectories: true)
         for (name, network) in [("web", "203.0.113.0"), ("Api", "198.51.100.0"), ("mail", "192.0.2.0")] {
-            try policy.replacingOccurrences(of: "203.0.113.0", with: network)
+            try basePolicy.replacingOccurrences(of: "203.0.113.0", with: network)
                 .write(toFile: "\(directory)/policies/\(name).toml", atomically: false, encoding: .utf8)
         }
         let path = directory + "/tlsgate.toml"

@@ -44,17 +44,7 @@ import Testing
     @Test func aClientKeyAnotherPolicysAccountCanReadIsAnError() throws {
         let certificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
         let key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
-        let policy = """
-            [match]
-            networks = ["203.0.113.0/24"]
-            port = 80
-            [upstream]
-            port = 443
-            server_name = "api.example.com"
-            [tls]
-            client_certificate = "NAME.crt"
-            client_key = "NAME.key"
-            """
+        let policy = basePolicy + "\n[tls]\nclient_certificate = \"NAME.crt\"\nclient_key = \"NAME.key\"\n"
         let dir = try Fixtures.folder([
             "web.toml": policy.replacingOccurrences(of: "NAME", with: "web"),
             "mail.toml": policy.replacingOccurrences(of: "NAME", with: "mail").replacingOccurrences(of: "203.0.113.0", with: "192.0.2.0"),
@@ -71,7 +61,7 @@ import Testing
             path.hasSuffix("/web.key") || path.hasSuffix("/\(other.name).key")
         }
         #expect(found.map(\.description) == [
-            "\(dir)/web.toml:9: client_key: \(dir)/web.key can also be read by the account \"tlsgate-w-mail\" of policy mail: with worker_user = \"per-policy\" a client key must be readable by its own policy's account only (chown tlsgate-w-web and chmod 600)"
+            "\(dir)/web.toml:10: client_key: \(dir)/web.key can also be read by the account \"tlsgate-w-mail\" of policy mail: with worker_user = \"per-policy\" a client key must be readable by its own policy's account only (chown tlsgate-w-web and chmod 600)"
         ])
         #expect(PolicyFileAccess.clientKeysShared(by: policies, account: account) { path, other in path.hasSuffix("/\(other.name).key") }.isEmpty)
     }
