@@ -44,6 +44,8 @@ let package = Package(
         .target(
             name: "TLSGateTLS",
             dependencies: [
+                // The policy model's TLS words (versions, OCSP modes): one type each, no copy.
+                "TLSGatePolicy",
                 "CTLSGateOpenSSL", "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -69,7 +71,7 @@ let package = Package(
             ]
         ),
         // nftables: the gateway's own table, rendered from a plan and applied atomically.
-        .target(name: "TLSGateFirewall"),
+        .target(name: "TLSGateFirewall", dependencies: ["TLSGateSystem"]),
         // The supervisor: sockets, workers, signals, the firewall table.
         .target(
             name: "TLSGateSupervisor",
@@ -121,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "TLSGateTLSTests",
             dependencies: [
-                "TLSGateTLS",
+                "TLSGateTLS", "TLSGatePolicy",
                 // The tests play the server side with OpenSSL directly.
                 "COpenSSL", "CTLSGateOpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -33,12 +33,13 @@
 # upstream handshakes nginx saw resumed.
 #
 # As root on Debian 12. Installs haproxy, stunnel4 and wrk if missing (and keeps their
-# system services from running), builds tlsgate (release) if the binary is missing or older
-# than Sources/, builds the lab with Scripts/lab.sh --prefix tgb-, runs nginx in the server
-# namespace, then each upgrader in turn (never two at once) in the gateway namespace, and
-# prints a table. Every load run is bounded by `timeout`; processes are stopped by PID and
-# the nft table and the namespaces removed on every exit. Everything the script starts runs
-# at nice -10 (TGB_NICE=N to change), so background work on a shared machine disturbs the
+# system services from running), builds tlsgate (release, the Swift runtime linked
+# statically as the package ships it) if the binary is missing or older than Sources/,
+# builds the lab with Scripts/lab.sh --prefix tgb-, runs nginx in the server namespace,
+# then each upgrader in turn (never two at once) in the gateway namespace, and prints a
+# table. Every load run is bounded by `timeout`; processes are stopped by PID and the nft
+# table and the namespaces removed on every exit. Everything the script starts runs at
+# nice -10 (TGB_NICE=N to change), so background work on a shared machine disturbs the
 # figures less; the gateway's CPU time per connection/request is the least noisy figure.
 set -euo pipefail
 
@@ -211,8 +212,8 @@ say "tlsgate release build"
 if [ -n "${TLSGATE_BIN:-}" ]; then
   log "using TLSGATE_BIN=$BIN as it is"
 elif [ ! -x "$BIN" ] || [ -n "$(find Sources Package.swift -newer "$BIN" -print -quit 2>/dev/null)" ]; then
-  log "building (swift build -c release, about 1.5 min; log /tmp/tgb-build.log)"
-  if ! timeout 900 swift build -c release >/tmp/tgb-build.log 2>&1; then
+  log "building (swift build -c release --static-swift-stdlib, as the package ships it; log /tmp/tgb-build.log)"
+  if ! timeout 900 swift build -c release --static-swift-stdlib >/tmp/tgb-build.log 2>&1; then
     tail -n 20 /tmp/tgb-build.log >&2
     SKIP[tlsgate]="release build failed (/tmp/tgb-build.log)"
   fi

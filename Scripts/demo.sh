@@ -39,7 +39,7 @@ trap cleanup EXIT INT TERM
 
 say "1. dependencies and build"
 bash Scripts/setup.sh
-swift build -c release 2>&1 | tail -n 2
+swift build -c release --static-swift-stdlib 2>&1 | tail -n 2
 BIN=$repo/.build/release/tlsgate
 if ! id tlsgate >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /usr/sbin/nologin tlsgate

@@ -421,3 +421,152 @@ int tg_linux_seccomp_selftest_forbidden_call(void) {
     /* Signalling another process (the parent) is not on the list. */
     return kill(getppid(), 0);
 }
+
+/* ---- system tools (nft, conntrack, ip): spawn, feed, collect, wait ---- */
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern char **environ;
+
+struct tg_collect { uint8_t *data; size_t len, cap; };
+
+/* Appends up to what `limit` allows; bytes beyond it are dropped (the pipe is still drained). */
+static int collect_append(struct tg_collect *c, const uint8_t *bytes, size_t n, size_t limit) {
+    if (c->len >= limit) return 0;
+    if (n > limit - c->len) n = limit - c->len;
+    if (c->len + n > c->cap) {
+        size_t cap = c->cap ? c->cap : 4096;
+        while (cap < c->len + n) cap *= 2;
+        uint8_t *grown = realloc(c->data, cap);
+        if (!grown) return -1;
+        c->data = grown;
+        c->cap = cap;
+    }
+    memcpy(c->data + c->len, bytes, n);
+    c->len += n;
+    return 0;
+}
+
+int tg_linux_run_tool(const char *path, char *const argv[], const uint8_t *input, size_t input_len,
+                      int capture_stdout, size_t limit, uint8_t **out, size_t *out_len,
+                      uint8_t **err, size_t *err_len, int *status) {
+    int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
+    int devnull = -1, saved = 0, rc = 0;
+    pid_t pid = -1;
+    struct tg_collect o = { 0 }, e = { 0 };
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int actions_ready = 0, attr_ready = 0;
+    /* SIGPIPE stays pending (not delivered) while this thread writes to the tool. */
+    sigset_t pipe_only, old_mask;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    sigset_t pending_before;
+    sigpending(&pending_before);
+    int pipe_was_pending = sigismember(&pending_before, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old_mask);
+
+    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull < 0) goto fail;
+    if (input && pipe2(in_pipe, O_CLOEXEC) != 0) goto fail;
+    if (capture_stdout && pipe2(out_pipe, O_CLOEXEC) != 0) goto fail;
+    if (pipe2(err_pipe, O_CLOEXEC) != 0) goto fail;
+
+    if ((rc = posix_spawn_file_actions_init(&actions)) != 0) { errno = rc; goto fail; }
+    actions_ready = 1;
+    if ((rc = posix_spawnattr_init(&attr)) != 0) { errno = rc; goto fail; }
+    attr_ready = 1;
+    rc = posix_spawn_file_actions_adddup2(&actions, input ? in_pipe[0] : devnull, 0);
+    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, capture_stdout ? out_pipe[1] : devnull, 1);
+    if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &all);
+    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    if (rc == 0) rc = posix_spawn(&pid, path, &actions, &attr, argv, environ);
+    if (rc != 0) { errno = rc; pid = -1; goto fail; }
+
+    /* The child's ends are closed here, so EOF arrives when the tool exits. */
+    if (input) { close(in_pipe[0]); in_pipe[0] = -1; }
+    if (capture_stdout) { close(out_pipe[1]); out_pipe[1] = -1; }
+    close(err_pipe[1]); err_pipe[1] = -1;
+    if (input && input_len == 0) { close(in_pipe[1]); in_pipe[1] = -1; }
+
+    size_t written = 0;
+    uint8_t chunk[16384];
+    while ((input && in_pipe[1] >= 0) || (capture_stdout && out_pipe[0] >= 0) || err_pipe[0] >= 0) {
+        struct pollfd fds[3];
+        int n = 0, wi = -1, oi = -1, ei = -1;
+        if (input && in_pipe[1] >= 0) { wi = n; fds[n].fd = in_pipe[1]; fds[n].events = POLLOUT; fds[n].revents = 0; n++; }
+        if (capture_stdout && out_pipe[0] >= 0) { oi = n; fds[n].fd = out_pipe[0]; fds[n].events = POLLIN; fds[n].revents = 0; n++; }
+        if (err_pipe[0] >= 0) { ei = n; fds[n].fd = err_pipe[0]; fds[n].events = POLLIN; fds[n].revents = 0; n++; }
+        if (poll(fds, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR) continue;
+            goto fail;
+        }
+        if (wi >= 0 && fds[wi].revents) {
+            size_t left = input_len - written;
+            if (left > sizeof chunk) left = sizeof chunk;  /* one pipe buffer at a time: never blocks long */
+            ssize_t w = (fds[wi].revents & POLLOUT) ? write(in_pipe[1], input + written, left) : -1;
+            if (w > 0) written += (size_t)w;
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 || written == input_len) { close(in_pipe[1]); in_pipe[1] = -1; } /* EPIPE: the tool stopped reading */
+        }
+        int idx[2] = { oi, ei };
+        int *pfd[2] = { &out_pipe[0], &err_pipe[0] };
+        struct tg_collect *dest[2] = { &o, &e };
+        for (int k = 0; k < 2; k++) {
+            if (idx[k] < 0 || !fds[idx[k]].revents) continue;
+            ssize_t r = read(*pfd[k], chunk, sizeof chunk);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) { close(*pfd[k]); *pfd[k] = -1; continue; }
+            if (collect_append(dest[k], chunk, (size_t)r, limit) != 0) goto fail;
+        }
+    }
+    int wstatus = 0;
+    while (waitpid(pid, &wstatus, 0) < 0) {
+        if (errno != EINTR) goto fail_reaped;
+    }
+    pid = -1;
+    close(devnull);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (!pipe_was_pending) {
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&pipe_only, NULL, &zero) == SIGPIPE) {}
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    *out = o.data; *out_len = o.len;
+    *err = e.data; *err_len = e.len;
+    *status = wstatus;
+    return 0;
+
+fail:
+    saved = errno;
+    if (pid > 0) { kill(pid, SIGKILL); while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {} }
+    goto cleanup;
+fail_reaped:
+    saved = errno;
+cleanup:
+    for (int i = 0; i < 2; i++) {
+        if (in_pipe[i] >= 0) close(in_pipe[i]);
+        if (out_pipe[i] >= 0) close(out_pipe[i]);
+        if (err_pipe[i] >= 0) close(err_pipe[i]);
+    }
+    if (devnull >= 0) close(devnull);
+    if (actions_ready) posix_spawn_file_actions_destroy(&actions);
+    if (attr_ready) posix_spawnattr_destroy(&attr);
+    free(o.data);
+    free(e.data);
+    if (!pipe_was_pending) {
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&pipe_only, NULL, &zero) == SIGPIPE) {}
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    errno = saved;
+    return -1;
+}

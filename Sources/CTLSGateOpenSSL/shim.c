@@ -1,6 +1,9 @@
 #include "CTLSGateOpenSSL.h"
 
 #include <openssl/ocsp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -221,4 +224,42 @@ int tg_ssl_store_copy_crls(X509_STORE *from, X509_STORE *to) {
     }
     X509_STORE_unlock(from);
     return copied;
+}
+
+EVP_PKEY *tg_ssl_rsa_generate(unsigned int bits) { return EVP_RSA_gen(bits); }
+
+EVP_PKEY *tg_ssl_pkey_read_public_pem(const unsigned char *pem, size_t len) {
+    if (len > INT_MAX) return NULL;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL) return NULL;
+    EVP_PKEY *key = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    return key;
+}
+
+long tg_ssl_pkey_public_pem(EVP_PKEY *key, unsigned char *buf, size_t len) {
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio == NULL) return -1;
+    long result = -1;
+    if (PEM_write_bio_PUBKEY(bio, key) == 1) {
+        char *data = NULL;
+        long n = BIO_get_mem_data(bio, &data);
+        if (n > 0 && (size_t)n <= len) {
+            memcpy(buf, data, (size_t)n);
+            result = n;
+        }
+    }
+    BIO_free(bio);
+    return result;
+}
+
+int tg_ssl_rsa_oaep(EVP_PKEY *key, int decrypt, const unsigned char *in, size_t inlen, unsigned char *out,
+                    size_t *outlen) {
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+    if (ctx == NULL) return 0;
+    int ok = (decrypt ? EVP_PKEY_decrypt_init(ctx) : EVP_PKEY_encrypt_init(ctx)) == 1
+        && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1
+        && (decrypt ? EVP_PKEY_decrypt(ctx, out, outlen, in, inlen) : EVP_PKEY_encrypt(ctx, out, outlen, in, inlen)) == 1;
+    EVP_PKEY_CTX_free(ctx);
+    return ok ? 1 : 0;
 }

@@ -1,5 +1,3 @@
-import Foundation
-
 /// Forgets the connection-tracking entries an earlier run of the gateway left behind.
 ///
 /// REDIRECT is decided once per connection, by the nat rule that sees its first packet,
@@ -78,7 +76,7 @@ public enum Conntrack {
 
     /// The N of "N flow entries have been deleted." in conntrack's message.
     static func deletedCount(_ message: String) -> Int? {
-        guard let range = message.range(of: " flow entries have been deleted") else { return nil }
+        guard let range = message.firstRange(of: " flow entries have been deleted") else { return nil }
         let digits = message[..<range.lowerBound].reversed().prefix(while: \.isNumber)
         return Int(String(digits.reversed()))
     }

@@ -1,11 +1,20 @@
-import Foundation
+import TLSGateSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs one of the system tools the gateway drives (`nft`, `conntrack`, `ip`): the one place
 /// that finds it, starts it, feeds its standard input and collects what it says.
 public enum Tool {
     /// The first of `candidates` that is an executable file, if any.
     public static func find(_ candidates: [String]) -> String? {
-        candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+        candidates.first { access($0, X_OK) == 0 && isRegularFile($0) }
+    }
+
+    private static func isRegularFile(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
     }
 
     /// What a finished run said: its exit status, standard output (empty unless asked
@@ -16,7 +25,9 @@ public enum Tool {
         public var stderr: String
 
         /// Standard error without surrounding white space, for a message.
-        public var message: String { stderr.trimmingCharacters(in: .whitespacesAndNewlines) }
+        public var message: String {
+            String(stderr.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+        }
     }
 
     /// Runs `path` with `arguments`, `input` on its standard input, and waits for it.
@@ -24,25 +35,9 @@ public enum Tool {
     public static func run(_ path: String, _ arguments: [String], input: String? = nil, captureStdout: Bool = false) throws
         -> Result
     {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let stdin = Pipe()
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
-        process.standardOutput = captureStdout ? stdout : FileHandle.nullDevice
-        process.standardError = stderr
-        try process.run()
-        if let input {
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try? stdin.fileHandleForWriting.close()
-        }
-        let out = captureStdout ? stdout.fileHandleForReading.readDataToEndOfFile() : Data()
-        let err = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let output = try ToolProcess.run(path, arguments, input: input.map { Array($0.utf8) }, captureStdout: captureStdout)
         return Result(
-            status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
-            stderr: String(decoding: err, as: UTF8.self))
+            status: output.status, stdout: String(decoding: output.stdout, as: UTF8.self),
+            stderr: String(decoding: output.stderr, as: UTF8.self))
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// `[tls]`: how the server's certificate is verified. Verification cannot be turned off.
 public struct TLSRule: Sendable, Hashable, Codable {

@@ -25,15 +25,15 @@ public enum WorkerStats {
 
     /// Every `reason` word of a connection's log line with its `result` (ok, refused,
     /// failed): mirrors `RelayReason` (a test checks they agree).
-    public static let reasons: [String: String] = [
-        "completed": "ok", "idle_timeout": "ok", "shutdown": "ok",
-        "not_redirected": "refused", "destination_is_gateway": "refused", "destination_not_in_policy": "refused",
-        "max_connections": "refused", "client_speaks_tls": "refused", "bad_request": "refused",
-        "host_not_allowed": "refused", "host_header_timeout": "refused",
-        "connect_timeout": "failed", "connect_refused": "failed", "connect_failed": "failed",
-        "tls_verify_failed": "failed", "tls_handshake_failed": "failed", "tls_handshake_timeout": "failed",
-        "upstream_truncated": "failed", "upstream_error": "failed", "client_error": "failed",
-        "starttls_refused": "failed", "starttls_timeout": "failed",
+    public static let reasons: [String: RelayResult] = [
+        "completed": .ok, "idle_timeout": .ok, "shutdown": .ok,
+        "not_redirected": .refused, "destination_is_gateway": .refused, "destination_not_in_policy": .refused,
+        "max_connections": .refused, "client_speaks_tls": .refused, "bad_request": .refused,
+        "host_not_allowed": .refused, "host_header_timeout": .refused,
+        "connect_timeout": .failed, "connect_refused": .failed, "connect_failed": .failed,
+        "tls_verify_failed": .failed, "tls_handshake_failed": .failed, "tls_handshake_timeout": .failed,
+        "upstream_truncated": .failed, "upstream_error": .failed, "client_error": .failed,
+        "starttls_refused": .failed, "starttls_timeout": .failed,
     ]
 
     /// The histograms: the upstream connect, the TLS handshake (and starttls exchange),

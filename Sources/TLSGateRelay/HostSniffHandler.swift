@@ -1,19 +1,21 @@
 import NIOCore
 
-/// In front of the client's glue for `server_name = "http-host"` policies: reads the
-/// request head (the bytes still flow on to the glue, which holds them for the server)
-/// until the sniffer has an answer, then stops asking for more.
+/// In front of the client's glue for `server_name = "http-host"` policies: shows the
+/// request head to the connection (the bytes still flow on to the glue, which holds them
+/// for the server) until the connection no longer waits for it, then stops asking for more.
 final class HostSniffHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    private var sniffer: HTTPHostSniffer
-    private let onResult: (HTTPHostSniffer.Result) -> Void
+    /// Bytes of the head as they come; false: the connection has what it needs.
+    private let onBytes: (ByteBufferView) -> Bool
+    /// The client stopped sending while the head was still awaited.
+    private let onInputClosed: () -> Void
     private var done = false
 
-    init(maxBytes: Int, onResult: @escaping (HTTPHostSniffer.Result) -> Void) {
-        self.sniffer = HTTPHostSniffer(maxBytes: maxBytes)
-        self.onResult = onResult
+    init(onBytes: @escaping (ByteBufferView) -> Bool, onInputClosed: @escaping () -> Void) {
+        self.onBytes = onBytes
+        self.onInputClosed = onInputClosed
     }
 
     // The connection is set up from the child channel initializer, usually before the
@@ -31,11 +33,7 @@ final class HostSniffHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if !done {
-            let result = sniffer.feed(unwrapInboundIn(data).readableBytesView)
-            if result != .needMore {
-                done = true
-                onResult(result)
-            }
+            done = !onBytes(unwrapInboundIn(data).readableBytesView)
         }
         context.fireChannelRead(data)
     }
@@ -48,7 +46,7 @@ final class HostSniffHandler: ChannelInboundHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if !done, let event = event as? ChannelEvent, event == .inputClosed {
             done = true
-            onResult(.bad("the client closed before sending a whole request head"))
+            onInputClosed()
         }
         context.fireUserInboundEventTriggered(event)
     }

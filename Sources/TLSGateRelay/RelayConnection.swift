@@ -10,38 +10,30 @@ import Glibc
 #endif
 
 /// One client connection: original destination → policy check → TLS to the server →
-/// relay. Lives on the client channel's event loop; the upstream channel uses the same
-/// loop, so no state here is shared across threads (hence `@unchecked Sendable`: every
-/// callback that touches it runs on that one loop).
+/// relay. A thin driver: `RelayStateMachine` makes every decision; this class feeds it
+/// what the channels and timers report and carries out the actions it returns.
+///
+/// Lives on the client channel's event loop; the upstream channel uses the same loop, so
+/// no state here is shared across threads (hence `@unchecked Sendable`: every callback
+/// that touches it runs on that one loop).
 final class RelayConnection: RelayEvents, @unchecked Sendable {
+    typealias Machine = RelayStateMachine
     private let client: Channel
     private let shared: WorkerShared
+    private var machine: RelayStateMachine
+    /// The upstream channel, from the moment its socket exists (while the connect is
+    /// pending, closing it cancels the connect).
     private var upstream: Channel?
     private var clientGlue: GlueHandler?
     private var upstreamGlue: GlueHandler?
-    private var machine = RelayStateMachine()
+    private var timers: [Machine.Timer: Scheduled<Void>] = [:]
     private let started = NIODeadline.now()
-    private var lastActivity = NIODeadline.now()
-    private var timer: Scheduled<Void>?
-    private var bytesUp = 0
-    private var bytesDown = 0
     private var tlsInfo: TLSHandshakeInfo?
     private var original: SocketAddress?
     private var upstreamAddress: SocketAddress?
     private var identity: TLSPeerIdentity?
-    private var holdsSlot = false
-    /// The upstream channel while its connect is pending (socket and SSL exist): it holds
-    /// the connection's `max_connections` slot, and a client that goes away closes it.
-    private var pendingUpstream: Channel?
-    private var connectPending = false
-    /// starttls: the plain-text exchange is over (the TLS handshake runs or ran).
-    private var upgradeFinished = false
     /// starttls = "mysql": the two channels' shared protocol state.
     private var mysql: MySQLSession?
-    private var clientClosed = false
-    private var upstreamClosed = false
-    private var logged = false
-    private var resetClient = false
     private let clientAddress: SocketAddress?
     /// When the upstream connect began and when it finished (for the metrics' histograms).
     private var connectStarted: NIODeadline?
@@ -51,28 +43,23 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         self.client = client
         self.shared = shared
         self.clientAddress = client.remoteAddress
+        self.machine = RelayStateMachine(configuration: .init(policy: shared.policy))
     }
 
     private var eventLoop: EventLoop { client.eventLoop }
 
     func start() {
         shared.stats.accepted()
-        client.closeFuture.whenComplete { _ in
-            self.clientClosed = true
-            self.finishIfDone()
-        }
-        guard shared.limiter.acquire() else {
-            refuse(.maxConnections, "the policy's max_connections (\(shared.policy.limits.maxConnections)) is reached")
-            return
-        }
-        holdsSlot = true
+        client.closeFuture.whenComplete { _ in self.run(self.machine.channelClosed(.client)) }
+        run(machine.accepted(slot: shared.limiter.acquire()))
+        guard machine.holdsSlot else { return }
         // The client's glue is there from the start, to hold anything that arrives early.
         let glue = GlueHandler(side: .client, events: self)
         clientGlue = glue
         do {
             try client.pipeline.syncOperations.addHandler(glue)
         } catch {
-            refuse(.clientError, "cannot set up the connection: \(error)")
+            run(machine.refuse(.clientError, "cannot set up the connection: \(error)"))
             return
         }
         if shared.transparent {
@@ -82,12 +69,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             return
         }
         OriginalDestination.read(from: client).whenComplete { result in
-            switch result {
-            case .success(let address):
-                self.original = address
-            case .failure:
-                self.original = nil
-            }
+            self.original = try? result.get()
             self.check()
         }
     }
@@ -97,165 +79,150 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             original: original?.ipAddress, originalPort: original?.port ?? 0,
             socketLocal: shared.transparent ? nil : client.localAddress?.ipAddress,
             socketLocalPort: client.localAddress?.port ?? 0)
-        switch verdict {
-        case .allow:
-            guard machine.checked(allowed: true) == .connect else { return }
-            if case .httpHost = shared.policy.upstream.serverName {
-                sniffHost()
-            } else if shared.policy.upstream.starttls == .mysql {
-                // The client gets the gateway's greeting; its answer is held, renumbered.
-                let session = MySQLSession { reason, detail in self.refuseInProtocol(reason, detail) }
-                mysql = session
-                do {
-                    try client.pipeline.syncOperations.addHandler(MySQLClientHandler(session: session), position: .first)
-                } catch {
-                    abort(.clientError, "cannot set up the connection: \(error)")
-                    return
-                }
-                connect()
-            } else if shared.policy.upstream.starttls == .postgres || shared.policy.upstream.starttls == .postgresDirect {
-                // The client's SSLRequest is answered "N" here; its startup message is held.
-                do {
-                    try client.pipeline.syncOperations.addHandler(PostgresClientHandler(), position: .first)
-                } catch {
-                    abort(.clientError, "cannot set up the connection: \(error)")
-                    return
-                }
-                connect()
-            } else {
-                connect()
+        run(machine.destinationChecked(verdict))
+    }
+
+    // MARK: carrying out the machine's actions
+
+    /// In order; an action may feed the machine again (a close reports at once), which the
+    /// machine allows for by putting such actions last.
+    private func run(_ actions: [Machine.Action]) {
+        for action in actions { perform(action) }
+    }
+
+    private func perform(_ action: Machine.Action) {
+        switch action {
+        case .schedule(let timer, let delay):
+            timers[timer]?.cancel()
+            guard machine.phase != .closed else { return }
+            timers[timer] = eventLoop.scheduleTask(in: delay) {
+                self.timers[timer] = nil
+                self.run(self.machine.timerFired(timer, now: .now()))
             }
-        case .refuse(let reason, let detail):
-            _ = machine.checked(allowed: false)
-            refuse(reason, detail)
+        case .cancel(let timer):
+            timers.removeValue(forKey: timer)?.cancel()
+        case .startSniffing:
+            sniffHost()
+        case .prepareClient(let proto):
+            prepareClient(proto)
+        case .connect(let requestedHost, let timeout):
+            connect(requestedHost: requestedHost, timeout: timeout)
+        case .closeUpstream:
+            upstream?.close(promise: nil)
+        case .startRelaying:
+            startRelaying()
+        case .enableClientReads:
+            // Only now, with the server verified, does the gateway read what the client sends.
+            client.setOption(ChannelOptions.autoRead, value: true).whenFailure { error in
+                self.run(self.machine.failed(.client, .clientError, "cannot read from the client: \(error)"))
+            }
+        case .shutdownOutput(let side):
+            glue(side)?.shutdownOutput()
+        case .flush(let side):
+            let flushed = eventLoop.makePromise(of: Void.self)
+            if let glue = glue(side) { glue.afterQueuedWrites(promise: flushed) } else { flushed.succeed(()) }
+            // Whether the last bytes went out or the socket failed, the connection is over.
+            flushed.futureResult.whenComplete { _ in self.run(self.machine.flushed()) }
+        case .answerClient(let answer):
+            client.writeAndFlush(render(answer)).whenComplete { _ in self.run(self.machine.answerWritten()) }
+        case .closeClientOutput:
+            client.close(mode: .output, promise: nil)
+        case .closeClient:
+            client.close(promise: nil)
+        case .resetClient:
+            if let provider = client as? SocketOptionProvider {
+                // SO_LINGER 0: close sends RST, so the client sees an error, not a clean end.
+                provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
+                    self.client.close(promise: nil)
+                }
+            } else {
+                client.close(promise: nil)
+            }
+        case .releaseSlot:
+            shared.limiter.release()
+        case .logOutcome(let reason, let detail):
+            log(reason, detail)
+            forget()
         }
     }
 
-    // MARK: http-host
+    private func glue(_ side: Machine.Side) -> GlueHandler? {
+        side == .client ? clientGlue : upstreamGlue
+    }
 
-    /// The name from the client's Host header, for `server_name = "http-host"`.
-    private var requestedHost: String?
+    // MARK: the client side
 
     private func sniffHost() {
-        let upstream = shared.policy.upstream
-        let sniffer = HostSniffHandler(maxBytes: upstream.maxHeaderBytes) { result in
-            self.hostSniffed(result)
-        }
+        let sniffer = HostSniffHandler(
+            onBytes: { bytes in
+                self.run(self.machine.hostBytes(bytes))
+                return self.machine.sniffing
+            },
+            onInputClosed: { self.run(self.machine.hostInputClosed()) })
         do {
             try client.pipeline.syncOperations.addHandler(sniffer, position: .first)
         } catch {
-            abort(.clientError, "cannot read the request: \(error)")
+            run(machine.abort(.clientError, "cannot read the request: \(error)"))
+        }
+    }
+
+    /// starttls mysql: the client gets the gateway's greeting, its answer is held and
+    /// renumbered; postgres: the client's SSLRequest is answered "N", its startup message held.
+    private func prepareClient(_ proto: StartTLSProtocol) {
+        do {
+            if proto == .mysql {
+                let session = MySQLSession { reason, detail in self.run(self.machine.refuseInProtocol(reason, detail)) }
+                mysql = session
+                try client.pipeline.syncOperations.addHandler(MySQLClientHandler(session: session), position: .first)
+            } else {
+                try client.pipeline.syncOperations.addHandler(PostgresClientHandler(), position: .first)
+            }
+        } catch {
+            run(machine.abort(.clientError, "cannot set up the connection: \(error)"))
             return
         }
-        timer = eventLoop.scheduleTask(in: .milliseconds(upstream.hostHeaderTimeout.milliseconds)) {
-            guard self.requestedHost == nil else { return }
-            self.respond(408, "Request Timeout", "no whole request head within \(upstream.hostHeaderTimeout)")
-            self.abort(.hostHeaderTimeout, "no whole request head within \(upstream.hostHeaderTimeout)")
+        run(machine.clientPrepared())
+    }
+
+    /// What the client reads when the gateway answers instead of relaying.
+    private func render(_ answer: Machine.Answer) -> ByteBuffer {
+        switch answer {
+        case .http(let status, let phrase, let detail):
+            let body = """
+                tlsgate did not relay this request.
+                policy: \(shared.policy.name)
+                reason: \(detail)
+
+                """
+            var page = client.allocator.buffer(capacity: 256 + body.utf8.count)
+            page.writeString(
+                "HTTP/1.1 \(status) \(phrase)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n")
+            page.writeString(body)
+            return page
+        case .inProtocol(let proto, let reason, let detail):
+            let text = StartTLSUpgrade.clientRefusal(
+                proto, policy: shared.policy.name, reason: "\(reason)", detail: detail,
+                sequence: mysql?.refusalSequence ?? 0)
+            var buffer = client.allocator.buffer(capacity: text.count)
+            buffer.writeBytes(text)
+            return buffer
         }
-    }
-
-    private func hostSniffed(_ result: HTTPHostSniffer.Result) {
-        timer?.cancel()
-        timer = nil
-        switch result {
-        case .needMore:
-            return
-        case .bad(HTTPHostSniffer.clientHello):
-            abort(
-                .clientSpeaksTLS,
-                "the client sent a TLS ClientHello on plain port \(shared.policy.match.port): it already speaks TLS, and the gateway does not wrap TLS in TLS")
-        case .bad(let why):
-            respond(400, "Bad Request", why)
-            abort(.badRequest, why)
-        case .host(let host):
-            guard HTTPHostSniffer.isAllowed(host, by: shared.policy.upstream.allowedNames) else {
-                let why = "Host \"\(host)\" is not in the policy's allowed_names"
-                respond(403, "Forbidden", why)
-                abort(.hostNotAllowed, why)
-                return
-            }
-            requestedHost = host
-            connect()
-        }
-    }
-
-    // MARK: answers to the client
-
-    /// A plain-text HTTP answer the client gets before its connection closes.
-    private var clientResponse: ByteBuffer?
-
-    private func respond(_ status: Int, _ phrase: String, _ detail: String) {
-        guard clientResponse == nil else { return }
-        let body = """
-            tlsgate did not relay this request.
-            policy: \(shared.policy.name)
-            reason: \(detail)
-
-            """
-        var page = client.allocator.buffer(capacity: 256 + body.utf8.count)
-        page.writeString(
-            "HTTP/1.1 \(status) \(phrase)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n")
-        page.writeString(body)
-        clientResponse = page
-    }
-
-    /// Applies the policy's `on_failure` to an upstream failure.
-    private func applyOnFailure(_ reason: RelayReason, _ detail: String?) {
-        guard reason.isUpstreamFailure, machine.reason == nil else { return }
-        switch shared.policy.upstream.onFailure {
-        case .close:
-            if let starttls = shared.policy.upstream.starttls {
-                respondInProtocol(starttls, reason, detail ?? "")
-            }
-        case .reset:
-            resetClient = true
-        case .http502:
-            resetClient = false
-            respond(502, "Bad Gateway", "\(reason): \(detail ?? "")")
-        }
-    }
-
-    /// starttls: the refusal in the protocol's own words (421, * BYE, -ERR) for a waiting client.
-    private func respondInProtocol(_ proto: StartTLSProtocol, _ reason: RelayReason, _ detail: String) {
-        guard clientResponse == nil else { return }
-        let text = StartTLSUpgrade.clientRefusal(
-            proto, policy: shared.policy.name, reason: "\(reason)", detail: detail, sequence: mysql?.refusalSequence ?? 0)
-        var buffer = client.allocator.buffer(capacity: text.count)
-        buffer.writeBytes(text)
-        clientResponse = buffer
-    }
-
-    /// starttls: a refusal the client reads in its protocol's words whatever the reason
-    /// (MySQL: a client asking for TLS, a malformed packet either way during authentication).
-    private func refuseInProtocol(_ reason: RelayReason, _ detail: String) {
-        if let starttls = shared.policy.upstream.starttls { respondInProtocol(starttls, reason, detail) }
-        abort(reason, detail)
-    }
-
-    private func refuse(_ reason: RelayReason, _ detail: String) {
-        _ = machine.abort(reason, detail)
-        client.close(promise: nil)
     }
 
     // MARK: upstream
 
-    /// When the upstream connection must be up by, retries included.
-    private lazy var connectDeadline = NIODeadline.now() + .milliseconds(shared.policy.upstream.connectTimeout.milliseconds)
-
-    private func connect() {
-        guard let original else { return }
-        _ = connectDeadline
+    private func connect(requestedHost: String?, timeout: TimeAmount) {
         if connectStarted == nil { connectStarted = .now() }
         let policy = shared.policy
+        guard let original, let address = original.ipAddress.flatMap(IPAddress.init) else {
+            connectFailed(.other("original destination \(original?.logText ?? "-") is not an IP address"))
+            return
+        }
         let target: SocketAddress
         do {
-            guard let address = original.ipAddress.flatMap(IPAddress.init) else {
-                abort(.connectFailed, "original destination \(original) is not an IP address")
-                return
-            }
             target = try SocketAddress(ipAddress: address.unmapped.description, port: Int(policy.upstream.port))
         } catch {
-            abort(.connectFailed, "bad upstream address: \(error)")
+            connectFailed(.other("bad upstream address: \(error)"))
             return
         }
         upstreamAddress = target
@@ -266,13 +233,11 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         let tlsHandler = TLSClientHandler(
             context: shared.tlsContext, identity: identity,
             sessionKey: "\(target.ipAddress ?? ""):\(target.port ?? 0)|\(identity)")
-        let timeout = TimeAmount.milliseconds(policy.upstream.connectTimeout.milliseconds)
         // starttls: the plain-text upgrade comes first; it adds the TLS handler when done.
         let first: ChannelHandler = policy.upstream.starttls.map { makeUpgradeHandler($0, tlsHandler: tlsHandler) } ?? tlsHandler
         // mysql: between TLS and the glue, the server's authentication packets are renumbered.
         let middle: ChannelHandler? = mysql.map { MySQLServerAuthHandler(session: $0) }
         let handlers = NIOLoopBound((first, middle, glue), eventLoop: eventLoop)
-        connectPending = true
         ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
@@ -280,8 +245,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             .channelOption(.recvAllocator, value: WorkerShared.upstreamReceiveSizes)
             .channelInitializer { channel in
                 // Runs on this connection's loop before the connect starts: from here the
-                // socket exists, and closeAll() can cancel the connect by closing it.
-                self.pendingUpstream = channel
+                // socket exists, and closing it cancels the connect.
+                self.upstream = channel
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(handlers.value.0)
                     if let middle = handlers.value.1 { try channel.pipeline.syncOperations.addHandler(middle) }
@@ -290,78 +255,37 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             }
             .connect(to: target)
             .whenComplete { result in
-                self.connectPending = false
-                self.pendingUpstream = nil
                 switch result {
                 case .success(let channel):
-                    self.upstreamConnected(channel, timeout: timeout)
+                    self.upstreamConnected(channel)
                 case .failure(let error):
-                    self.connectFailed(error)
+                    self.upstream = nil
+                    self.connectFailed(self.connectFailure(error))
                 }
-                // A client gone during the connect waited for it to end to free its slot.
-                self.finishIfDone()
             }
     }
 
-    private func upstreamConnected(_ channel: Channel, timeout: TimeAmount) {
+    private func upstreamConnected(_ channel: Channel) {
         upstream = channel
         let now = NIODeadline.now()
         upstreamUpAt = now
         if let connectStarted { shared.stats.observe("connect", nanoseconds: (now - connectStarted).nanoseconds) }
-        channel.closeFuture.whenComplete { _ in
-            self.upstreamClosed = true
-            self.finishIfDone()
-        }
-        guard machine.connected() else {
-            channel.close(promise: nil)
-            return
-        }
-        // The handshake (and certificate check) gets the same time as the connect; with
-        // starttls the plain-text exchange gets that time first, the handshake again after.
-        if let starttls = shared.policy.upstream.starttls, !upgradeFinished {
-            timer = eventLoop.scheduleTask(in: timeout) {
-                guard !self.upgradeFinished else { return }
-                self.abort(
-                    .starttlsTimeout,
-                    "no complete \(starttls.displayName) upgrade exchange within \(self.shared.policy.upstream.connectTimeout)")
-            }
-            return
-        }
-        scheduleHandshakeTimeout(timeout)
+        channel.closeFuture.whenComplete { _ in self.run(self.machine.channelClosed(.upstream)) }
+        run(machine.connected())
     }
 
-    private func scheduleHandshakeTimeout(_ timeout: TimeAmount) {
-        timer?.cancel()
-        timer = eventLoop.scheduleTask(in: timeout) {
-            self.abort(.handshakeTimeout, "no TLS handshake within \(self.shared.policy.upstream.connectTimeout)")
-        }
+    private func connectFailure(_ error: Error) -> Machine.ConnectFailure {
+        let address = upstreamAddress?.logText ?? "?"
+        if AcceptPressureLogger.isResourceExhaustion(error) { return .resourceExhausted("\(error)") }
+        if let channelError = error as? ChannelError, case .connectTimeout = channelError { return .timedOut(address: address) }
+        if let io = error as? IOError, io.errnoCode == ECONNREFUSED { return .refused(address: address) }
+        return .other("\(error)")
     }
 
-    private func connectFailed(_ error: Error) {
-        // Out of descriptors for the upstream socket: wait for some to come back (other
-        // connections ending) within the connect timeout, rather than fail the client.
-        if AcceptPressureLogger.isResourceExhaustion(error), machine.state == .connecting,
-            NIODeadline.now() + AcceptPressureLogger.pause < connectDeadline
-        {
-            eventLoop.scheduleTask(in: AcceptPressureLogger.pause) {
-                guard self.machine.state == .connecting else { return }
-                self.connect()
-            }
-            return
-        }
-        if let channelError = error as? ChannelError, case .connectTimeout = channelError {
-            abort(.connectTimeout, "no answer from \(upstreamAddress?.logText ?? "?") within \(shared.policy.upstream.connectTimeout)")
-            return
-        }
-        if let io = error as? IOError, io.errnoCode == ECONNREFUSED {
-            resetClient = true
-            abort(.connectRefused, "\(upstreamAddress?.logText ?? "?") refused the connection")
-            return
-        }
-        abort(.connectFailed, "\(error)")
+    private func connectFailed(_ failure: Machine.ConnectFailure) {
+        let elapsed = connectStarted.map { NIODeadline.now() - $0 } ?? .zero
+        run(machine.connectFailed(failure, elapsed: elapsed))
     }
-
-    // MARK: starttls
 
     /// The handler that speaks `proto`'s upgrade on the upstream channel, then hands over
     /// to `tlsHandler`. Its callbacks run on this connection's event loop.
@@ -369,31 +293,18 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         let tls = NIOLoopBound(tlsHandler, eventLoop: eventLoop)
         let handler = StartTLSUpgradeHandler(
             proto, makeTLSHandler: { tls.value },
-            onUpgraded: { _ in
-                // The plain-text exchange is over: the handshake gets its own connect_timeout.
-                self.upgradeFinished = true
-                self.scheduleHandshakeTimeout(.milliseconds(self.shared.policy.upstream.connectTimeout.milliseconds))
-            },
-            onRefused: { why, _ in
-                self.upgradeFinished = true
-                self.abort(.starttlsRefused, why)
-            },
+            onUpgraded: { _ in self.run(self.machine.upgraded()) },
+            onRefused: { why, _ in self.run(self.machine.upgradeRefused(why)) },
             onGreetClient: mysql.map { session in { greeting in session.greet(greeting) } },
             ehloName: shared.policy.upstream.ehloName)
         mysql?.upgradeHandler = handler
         return handler
     }
 
-    // MARK: RelayEvents
+    // MARK: relaying
 
-    func handshakeCompleted(_ info: TLSHandshakeInfo) {
-        guard machine.handshakeCompleted() == .startRelaying, let upstreamGlue, let clientGlue else { return }
-        tlsInfo = info
-        timer?.cancel()
-        if let upstreamUpAt {
-            shared.stats.handshake(resumed: info.resumed, nanoseconds: (NIODeadline.now() - upstreamUpAt).nanoseconds)
-        }
-        lastActivity = .now()
+    private func startRelaying() {
+        guard let upstreamGlue, let clientGlue else { return }
         // starttls: the client's greeting, made by the gateway now that the server is verified.
         if let starttls = shared.policy.upstream.starttls, let identity,
             let greeting = StartTLSUpgrade.clientGreeting(starttls, server: "\(identity)")
@@ -404,96 +315,62 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         }
         // Replays what the client sent before the server was verified, half-close included.
         GlueHandler.join(clientGlue, upstreamGlue)
-        guard machine.isRelaying else { return }
-        scheduleIdleCheck(after: idleTimeout)
-        // Only now, with the server verified, does the gateway read what the client sends.
-        client.setOption(ChannelOptions.autoRead, value: true).whenFailure { error in
-            self.abort(.clientError, "cannot read from the client: \(error)")
+        run(machine.relayStarted())
+    }
+
+    // MARK: RelayEvents
+
+    func handshakeCompleted(_ info: TLSHandshakeInfo) {
+        guard case .handshaking = machine.phase else { return }
+        tlsInfo = info
+        let now = NIODeadline.now()
+        if let upstreamUpAt {
+            shared.stats.handshake(resumed: info.resumed, nanoseconds: (now - upstreamUpAt).nanoseconds)
+        }
+        run(machine.handshakeCompleted(now: now))
+    }
+
+    func admitFirstBytes(from side: Machine.Side, _ buffer: ByteBuffer) -> Bool {
+        switch machine.firstBytes(from: side, buffer.readableBytesView) {
+        case .admit:
+            return true
+        case .drop(let actions):
+            run(actions)
+            return false
         }
     }
 
-    func admitFirstBytes(from side: RelayStateMachine.Side, _ buffer: ByteBuffer) -> Bool {
-        // mysql: the client's bytes were checked (and renumbered) by MySQLClientSide.
-        guard side == .client, mysql == nil, Self.looksLikeClientHello(buffer) else { return true }
-        abort(
-            .clientSpeaksTLS,
-            "the client sent a TLS ClientHello on plain port \(shared.policy.match.port): it already speaks TLS, and the gateway does not wrap TLS in TLS")
-        return false
+    func transferred(from side: Machine.Side, bytes: Int) {
+        machine.transferred(from: side, bytes: bytes, now: .now())
     }
 
-    /// A TLS record header of type handshake (22) and major version 3.
-    static func looksLikeClientHello(_ buffer: ByteBuffer) -> Bool {
-        guard let type = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), type == 0x16 else { return false }
-        guard let major = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt8.self) else { return true }
-        return major == 0x03
+    func inputClosed(_ side: Machine.Side) {
+        run(machine.inputClosed(side))
     }
 
-    func transferred(from side: RelayStateMachine.Side, bytes: Int) {
-        switch side {
-        case .client: bytesUp += bytes
-        case .upstream: bytesDown += bytes
-        }
-        lastActivity = .now()
-    }
-
-    func inputClosed(_ side: RelayStateMachine.Side) {
-        switch machine.inputClosed(side) {
-        case .shutdownOutput(of: .client):
-            clientGlue?.shutdownOutput()
-        case .shutdownOutput(of: .upstream):
-            upstreamGlue?.shutdownOutput()
-        case .shutdownOutputThenCloseAll(of: let other):
-            let glue = other == .client ? clientGlue : upstreamGlue
-            let flushed = eventLoop.makePromise(of: Void.self)
-            if let glue { glue.afterQueuedWrites(promise: flushed) } else { flushed.succeed(()) }
-            // Whether the last bytes went out or the socket failed, the connection is over.
-            flushed.futureResult.whenComplete { _ in self.closeAll() }
-        case .closeAll:
-            closeAll()
-        case .none:
-            break
-        }
-    }
-
-    func failed(_ side: RelayStateMachine.Side, _ error: Error) {
-        if side == .upstream, machine.isRelaying, mysql?.clientQuit == true {
-            // MySQL/MariaDB end a session after COM_QUIT with a bare close (no close_notify;
-            // a reset if the gateway's own close_notify arrives after it): nothing was cut.
-            abort(.completed, "the server closed the session after the client's COM_QUIT")
-            return
-        }
+    func failed(_ side: Machine.Side, _ error: Error) {
+        let reason: RelayReason
+        let detail: String
         if let tls = error as? TLSError {
             switch tls.kind {
             case .verificationFailed:
                 audit(tls)
-                abort(.tlsVerifyFailed, tls.detail)
+                (reason, detail) = (.tlsVerifyFailed, tls.detail)
             case .handshakeFailed, .closedDuringHandshake:
-                abort(.tlsHandshakeFailed, tls.detail)
+                (reason, detail) = (.tlsHandshakeFailed, tls.detail)
             case .uncleanShutdown:
-                // The client must not mistake a possibly truncated stream for a clean end.
-                resetClient = true
-                abort(.upstreamTruncated, tls.detail)
+                (reason, detail) = (.upstreamTruncated, tls.detail)
             default:
-                resetClient = true
-                abort(.upstreamError, tls.description)
+                (reason, detail) = (.upstreamError, tls.description)
             }
-            return
-        }
-        if side == .client {
-            abort(.clientError, "\(error)")
         } else {
-            resetClient = true
-            abort(.upstreamError, "\(error)")
+            (reason, detail) = (side == .client ? .clientError : .upstreamError, "\(error)")
         }
+        run(machine.failed(side, reason, detail, afterClientQuit: mysql?.clientQuit == true))
     }
 
-    func closed(_ side: RelayStateMachine.Side) {
-        // One side vanished (reset, or full close after both halves): end the other.
-        if machine.isRelaying {
-            abort(.completed, side == .client ? "client closed the connection" : "server closed the connection")
-        } else if side == .client {
-            abort(.completed, "client closed before the upstream was ready")
-        }
+    func closed(_ side: Machine.Side) {
+        run(machine.sideClosed(side))
     }
 
     /// Who talked to whom: the first fields of the connection line and of the audit line.
@@ -525,76 +402,11 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
 
     // MARK: ending
 
-    private var idleTimeout: TimeAmount { .milliseconds(shared.policy.limits.idleTimeout.milliseconds) }
-
-    private func scheduleIdleCheck(after delay: TimeAmount) {
-        timer = eventLoop.scheduleTask(in: delay) {
-            guard self.machine.isRelaying else { return }
-            let idleFor = NIODeadline.now() - self.lastActivity
-            if idleFor >= self.idleTimeout {
-                self.abort(.idleTimeout, "no data either way for \(self.shared.policy.limits.idleTimeout)")
-            } else {
-                self.scheduleIdleCheck(after: self.idleTimeout - idleFor)
-            }
-        }
-    }
-
-    private func abort(_ reason: RelayReason, _ detail: String?) {
-        applyOnFailure(reason, detail)
-        guard machine.abort(reason, detail) else { return }
-        closeAll()
-    }
-
-    private func closeAll() {
-        timer?.cancel()
-        timer = nil
-        upstream?.close(promise: nil)
-        // A pending connect is cancelled: closing its channel closes the socket (no SYN
-        // retries until connect_timeout) and fails the connect, which ends the connection.
-        pendingUpstream?.close(promise: nil)
-        if let page = clientResponse {
-            // Answer, half-close, and give the client a moment to read before closing
-            // (closing with unread request bytes would send a RST over the answer).
-            clientResponse = nil
-            let client = self.client
-            client.writeAndFlush(page).whenComplete { _ in
-                client.close(mode: .output, promise: nil)
-                client.eventLoop.scheduleTask(in: .milliseconds(500)) { client.close(promise: nil) }
-            }
-            return
-        }
-        if !resetClient, let reason = machine.reason, reason.result != "ok" {
-            // A refusal or failure: FIN first, so the client sees a plain close even when its
-            // request is still unread (closing with unread bytes would send a RST at once).
-            let client = self.client
-            client.close(mode: .output, promise: nil)
-            client.eventLoop.scheduleTask(in: .milliseconds(250)) { client.close(promise: nil) }
-            return
-        }
-        if resetClient, let provider = client as? SocketOptionProvider {
-            // SO_LINGER 0: close sends RST, so the client sees an error, not a clean end.
-            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
-                self.client.close(promise: nil)
-            }
-        } else {
-            client.close(promise: nil)
-        }
-    }
-
-    private func finishIfDone() {
-        // The slot is held until nothing of the connection is left: a pending connect
-        // counts against max_connections like a relayed connection.
-        guard clientClosed, !connectPending, upstream == nil || upstreamClosed, !logged else { return }
-        logged = true
-        timer?.cancel()
-        if holdsSlot {
-            holdsSlot = false
-            shared.limiter.release()
-        }
-        _ = machine.abort(.completed, nil)
-        log()
-        // Break the cycles (glue → connection → glue, connection → channels): without this
-        // every connection's channels and buffers stayed alive (~9 KiB each, seen in the bench).
+    /// Breaks the cycles (glue → connection → glue, connection → channels): without this
+    /// every connection's channels and buffers stayed alive (~9 KiB each, seen in the bench).
+    private func forget() {
+        for scheduled in timers.values { scheduled.cancel() }
+        timers = [:]
         clientGlue?.unlink()
         upstreamGlue?.unlink()
         mysql?.upgradeHandler = nil
@@ -602,12 +414,11 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         clientGlue = nil
         upstreamGlue = nil
         upstream = nil
-        timer = nil
     }
 
-    private func log() {
-        let reason = machine.reason ?? .completed
+    private func log(_ reason: RelayReason, _ detail: String?) {
         let duration = NIODeadline.now() - started
+        let (bytesUp, bytesDown) = (machine.bytesUp, machine.bytesDown)
         shared.stats.closed(reason: reason, bytesUp: bytesUp, bytesDown: bytesDown, nanoseconds: duration.nanoseconds)
         var metadata = endpointMetadata
         metadata["tls_version"] = "\(tlsInfo?.version ?? "-")"
@@ -619,11 +430,10 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         metadata["result"] = "\(reason.result)"
         metadata["reason"] = "\(reason)"
         metadata["alpn"] = "\(tlsInfo?.alpn ?? "-")"
-        metadata["detail"] = "\(machine.detail ?? "-")"
-        let level: Logger.Level = reason.result == "ok" ? .info : .warning
+        metadata["detail"] = "\(detail ?? "-")"
+        let level: Logger.Level = reason.result == .ok ? .info : .warning
         shared.logger.log(level: level, "connection closed", metadata: metadata)
     }
-
 }
 
 extension SocketAddress {

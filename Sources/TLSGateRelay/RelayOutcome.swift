@@ -1,3 +1,5 @@
+import TLSGatePolicy
+
 /// Why a relayed connection ended: the `reason=` field of its log line.
 ///
 /// A struct over a private enum, so new reasons never break callers. The raw values are
@@ -67,13 +69,13 @@ public struct RelayReason: Hashable, Sendable, CustomStringConvertible {
 
     /// `ok` for a normal end, `refused` when the gateway never connected upstream,
     /// `failed` when it tried and could not finish.
-    public var result: String {
+    public var result: RelayResult {
         switch base {
-        case .completed, .idleTimeout, .shutdown: return "ok"
+        case .completed, .idleTimeout, .shutdown: return .ok
         case .notRedirected, .destinationIsGateway, .destinationNotInPolicy, .maxConnections, .clientSpeaksTLS,
             .badRequest, .hostNotAllowed, .hostHeaderTimeout:
-            return "refused"
-        default: return "failed"
+            return .refused
+        default: return .failed
         }
     }
 }

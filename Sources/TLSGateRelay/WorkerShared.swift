@@ -81,25 +81,11 @@ extension TLSClientConfiguration {
 
     /// The TLS settings of a validated policy's `[tls]` table.
     public init(rule tls: TLSRule) {
-        func version(_ v: TLSProtocolVersion) -> TLSVersion {
-            switch v {
-            case .tls1_0: return .tls1_0
-            case .tls1_1: return .tls1_1
-            case .tls1_2: return .tls1_2
-            case .tls1_3: return .tls1_3
-            }
-        }
-        let ocsp: OCSPMode
-        switch tls.ocsp {
-        case .off: ocsp = .off
-        case .ifStapled: ocsp = .ifStapled
-        case .requireStapled: ocsp = .requireStapled
-        }
         self.init(
             trustSystem: tls.trustSystem,
             caFiles: tls.caFiles,
-            minVersion: version(tls.minVersion),
-            maxVersion: tls.maxVersion.map(version),
+            minVersion: tls.minVersion,
+            maxVersion: tls.maxVersion,
             alpn: tls.alpn,
             alpnRequired: tls.alpnRequired,
             verifyDepth: tls.verifyDepth,
@@ -107,7 +93,7 @@ extension TLSClientConfiguration {
             pins: tls.pinDigests,
             pinOnly: tls.pinOnly,
             crlFiles: tls.crlFiles,
-            ocsp: ocsp,
+            ocsp: tls.ocsp,
             ciphers: tls.ciphers,
             ciphersuites: tls.ciphersuites,
             groups: tls.groups,

@@ -47,9 +47,9 @@ public final class GatewayMetrics: @unchecked Sendable {
             case ("closed", 2):
                 let name: String
                 switch WorkerStats.reasons[parts[1]] {
-                case "ok": name = "tlsgate_connections_completed_total"
-                case "refused": name = "tlsgate_connections_refused_total"
-                default: name = "tlsgate_connections_failed_total"
+                case .ok?: name = "tlsgate_connections_completed_total"
+                case .refused?: name = "tlsgate_connections_refused_total"
+                case .failed?, nil: name = "tlsgate_connections_failed_total"
                 }
                 counter(name, [("policy", policy), ("reason", parts[1])]).increment(by: Int64(clamping: amount))
             case ("handshakes", 2):

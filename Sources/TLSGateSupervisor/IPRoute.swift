@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import TLSGateFirewall
 
 /// Runs the `ip` tool for TPROXY's policy routing.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import TLSGatePolicy
 
 #if canImport(Glibc)

@@ -1,13 +1,18 @@
-/// A TLS protocol version tlsgate can ask OpenSSL for.
-public enum TLSVersion: Int, Sendable, Comparable, CustomStringConvertible {
-    case tls1_0 = 0x0301
-    case tls1_1 = 0x0302
-    case tls1_2 = 0x0303
-    case tls1_3 = 0x0304
+import TLSGatePolicy
 
-    public static func < (lhs: TLSVersion, rhs: TLSVersion) -> Bool { lhs.rawValue < rhs.rawValue }
+extension TLSProtocolVersion {
+    /// The version's number for OpenSSL (`SSL_CTX_set_min_proto_version`).
+    var openSSLVersion: Int32 {
+        switch self {
+        case .tls1_0: return 0x0301
+        case .tls1_1: return 0x0302
+        case .tls1_2: return 0x0303
+        case .tls1_3: return 0x0304
+        }
+    }
 
-    public var description: String {
+    /// OpenSSL's name for it, as in its messages and `SSL_get_version`.
+    var openSSLName: String {
         switch self {
         case .tls1_0: return "TLSv1"
         case .tls1_1: return "TLSv1.1"
@@ -26,9 +31,9 @@ public struct TLSClientConfiguration: Sendable, Equatable {
     /// PEM CA bundles to trust, in addition to (or instead of) the system store.
     public var caFiles: [String]
     /// The lowest protocol version accepted (TLS 1.2 unless a policy says otherwise).
-    public var minVersion: TLSVersion
+    public var minVersion: TLSProtocolVersion
     /// The highest protocol version offered, or nil for OpenSSL's highest.
-    public var maxVersion: TLSVersion?
+    public var maxVersion: TLSProtocolVersion?
     /// Protocols offered with ALPN, in preference order; empty sends no ALPN extension.
     public var alpn: [String]
     /// Fail the handshake when the server selects no ALPN protocol.
@@ -59,20 +64,15 @@ public struct TLSClientConfiguration: Sendable, Equatable {
     public var clientCertificate: String?
     public var clientKey: String?
 
-    public enum OCSPMode: String, Sendable, Equatable {
-        /// No status request.
-        case off
-        /// Ask for a staple; check it when there is one (revoked, bad or stale refuses).
-        case ifStapled = "if-stapled"
-        /// Ask for a staple and refuse a server that sends none.
-        case requireStapled = "require-stapled"
-    }
+    /// The policy's `ocsp` modes: off, if-stapled (check a staple when there is one:
+    /// revoked, bad or stale refuses), require-stapled (refuse a server that sends none).
+    public typealias OCSPMode = TLSRule.OCSPMode
 
     public init(
         trustSystem: Bool = true,
         caFiles: [String] = [],
-        minVersion: TLSVersion = .tls1_2,
-        maxVersion: TLSVersion? = nil,
+        minVersion: TLSProtocolVersion = .floor,
+        maxVersion: TLSProtocolVersion? = nil,
         alpn: [String] = [],
         alpnRequired: Bool = false,
         sessionCacheSize: Int = 4096,

@@ -44,15 +44,15 @@ public final class TLSContext: Sendable {
         // in the cipher list is refused here and by the policy check, and the level is set
         // again after the list.
         let baselineLevel = SSL_CTX_get_security_level(ctx)
-        guard tg_ssl_ctx_set_min_proto_version(ctx, Int32(configuration.minVersion.rawValue)) == 1 else {
+        guard tg_ssl_ctx_set_min_proto_version(ctx, configuration.minVersion.openSSLVersion) == 1 else {
             throw OpenSSLErrorQueue.error(
-                .configuration, "cannot set minimum version \(configuration.minVersion)", setting: .minVersion)
+                .configuration, "cannot set minimum version \(configuration.minVersion.openSSLName)", setting: .minVersion)
         }
         if let max = configuration.maxVersion {
             guard max >= configuration.minVersion,
-                tg_ssl_ctx_set_max_proto_version(ctx, Int32(max.rawValue)) == 1
+                tg_ssl_ctx_set_max_proto_version(ctx, max.openSSLVersion) == 1
             else {
-                throw OpenSSLErrorQueue.error(.configuration, "cannot set maximum version \(max)", setting: .maxVersion)
+                throw OpenSSLErrorQueue.error(.configuration, "cannot set maximum version \(max.openSSLName)", setting: .maxVersion)
             }
         }
         _ = tg_ssl_ctx_set_options(ctx, tg_ssl_op_no_renegotiation() | tg_ssl_op_no_compression())

@@ -115,12 +115,38 @@ enum FuzzTarget: String, CaseIterable {
         }
         if case .refuse(let why) = action, why.isEmpty { fatalError("refusal without a reason") }
         _ = upgrade.transcript
+        if proto == .mysql { mysqlAuthentication(input, chunk: chunk) }
         if proto == .postgres {
             var preamble = PostgresClientPreamble()
             offset = 0
             while offset < input.count, !preamble.done {
                 _ = preamble.receive(Array(input[offset..<min(offset + chunk, input.count)]))
                 offset += chunk
+            }
+        }
+    }
+}
+
+extension FuzzTarget {
+    /// MySQL after TLS: the input as the server's authentication packets, and as the client's
+    /// answer to caching_sha2_password full authentication (the gateway as its RSA endpoint,
+    /// with the worker's key), in chunks.
+    static func mysqlAuthentication(_ input: [UInt8], chunk: Int) {
+        var server = MySQLServerAuth()
+        var client = MySQLClientSide()
+        client.greeted(scramble: [UInt8](repeating: 0x61, count: 20))
+        _ = client.receive(MySQLPacket.frame(sequence: 1, MySQLUpgrade.probeResponse))
+        client.serverSent(sequence: 2)
+        client.serverAsked(fullAuthentication: true, switchScramble: nil)
+        var offset = 0
+        while offset < input.count {
+            let piece = Array(input[offset..<min(offset + chunk, input.count)])
+            offset += chunk
+            if case .refuse(let why) = server.receive(piece, lead: client.lead), why.isEmpty {
+                fatalError("server refusal without a reason")
+            }
+            if case .refuse(let refusal) = client.receive(piece), refusal.detail.isEmpty {
+                fatalError("client refusal without a reason")
             }
         }
     }

@@ -1,4 +1,8 @@
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 
 /// Writes one line per event to stderr: `text` is `TIME LEVEL message key=value …` with

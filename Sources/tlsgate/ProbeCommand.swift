@@ -1,5 +1,9 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -36,7 +40,7 @@ struct ProbeCommand: ParsableCommand {
 
     func run() throws {
         let (loaded, diagnostics) = PolicyLoader.loadFile(policy, tlsCheck: PolicyTLSCheck.check)
-        for diagnostic in diagnostics { FileHandle.standardError.write(Data("\(diagnostic)\n".utf8)) }
+        for diagnostic in diagnostics { StandardStream.error("\(diagnostic)\n") }
         guard let loaded, !diagnostics.contains(where: \.isError) else { throw ExitCode(2) }
 
         let target = try targetAddress(loaded)
@@ -62,7 +66,7 @@ struct ProbeCommand: ParsableCommand {
         do {
             context = try TLSContext(configuration: configuration)
         } catch {
-            FileHandle.standardError.write(Data("tlsgate probe: \(policy): \(error)\n".utf8))
+            StandardStream.error("tlsgate probe: \(policy): \(error)\n")
             throw ExitCode(2)
         }
         let port = Int(loaded.upstream.port)

@@ -1,5 +1,9 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import TLSGateSupervisor
 
 /// `tlsgate reload`: the running supervisor reloads (as on SIGHUP) and says how it went.
@@ -33,7 +37,7 @@ struct ReloadCommand: ParsableCommand {
             let socket = try ControlClient.socketPath(config: config)
             outcome = try ControlClient.decode(ReloadOutcome.self, ControlClient.ask("reload", socket: socket, timeout: timeout))
         } catch {
-            FileHandle.standardError.write(Data("tlsgate reload: \(error)\n".utf8))
+            StandardStream.error("tlsgate reload: \(error)\n")
             throw ExitCode(1)
         }
         let changes = [("added", outcome.added), ("changed", outcome.changed), ("removed", outcome.removed)]
@@ -43,18 +47,16 @@ struct ReloadCommand: ParsableCommand {
         case "live":
             print("reloaded: the new configuration is live (generation \(outcome.generation)): \(summary)")
         case "refused":
-            for error in outcome.errors { FileHandle.standardError.write(Data("\(error)\n".utf8)) }
-            FileHandle.standardError.write(
-                Data("tlsgate reload: refused: fix the errors above; the running configuration stays\n".utf8))
+            for error in outcome.errors { StandardStream.error("\(error)\n") }
+            StandardStream.error("tlsgate reload: refused: fix the errors above; the running configuration stays\n")
             throw ExitCode(2)
         case "failed":
-            FileHandle.standardError.write(
-                Data(
-                    "tlsgate reload: the new worker of \(outcome.failed.joined(separator: ", ")) failed before it was ready; the old one keeps serving (see the gateway's log: reload failed)\n"
-                        .utf8))
+            StandardStream.error(
+                "tlsgate reload: the new worker of \(outcome.failed.joined(separator: ", ")) failed before it was ready; the old one keeps serving (see the gateway's log: reload failed)\n"
+            )
             throw ExitCode(1)
         default:
-            FileHandle.standardError.write(Data("tlsgate reload: not reloaded: the gateway is \(outcome.result)\n".utf8))
+            StandardStream.error("tlsgate reload: not reloaded: the gateway is \(outcome.result)\n")
             throw ExitCode(1)
         }
     }

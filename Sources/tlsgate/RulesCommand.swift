@@ -1,5 +1,9 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import TLSGateFirewall
 import TLSGatePolicy
 import TLSGateSupervisor
@@ -56,7 +60,7 @@ struct RulesCommand: ParsableCommand {
         }
         let (loaded, policies, diagnostics) = GatewayConfigLoader.loadAll(config, accountProblem: AccountLookup.problem)
         for diagnostic in diagnostics {
-            FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
+            StandardStream.error("\(diagnostic)\n")
         }
         guard let gatewayConfig = loaded, !diagnostics.contains(where: \.isError) else { throw ExitCode(2) }
         var bound: [(Policy, UInt16)] = []
@@ -68,7 +72,7 @@ struct RulesCommand: ParsableCommand {
                 sockets.append(socket)
                 bound.append((policy, socket.port))
             } catch {
-                FileHandle.standardError.write(Data("tlsgate rules: \(error)\n".utf8))
+                StandardStream.error("tlsgate rules: \(error)\n")
                 throw ExitCode(1)
             }
         }
@@ -82,7 +86,7 @@ struct RulesCommand: ParsableCommand {
             for arguments in Ruleset.tproxyRouting(mark: gatewayConfig.intercept.tproxyMark, table: gatewayConfig.intercept.tproxyTable) {
                 note += "# ip \(arguments.joined(separator: " "))\n"
             }
-            FileHandle.standardError.write(Data(note.utf8))
+            StandardStream.error(note)
         }
         _ = sockets
     }
@@ -103,7 +107,7 @@ struct RulesCommand: ParsableCommand {
                 print("no guard saved at \(path) yet: nothing restored (the gateway saves it once it runs)")
             }
         } catch {
-            FileHandle.standardError.write(Data("tlsgate rules --restore-guard: \(error)\n".utf8))
+            StandardStream.error("tlsgate rules --restore-guard: \(error)\n")
             throw ExitCode(1)
         }
     }
@@ -129,7 +133,7 @@ struct RulesCommand: ParsableCommand {
         do {
             try NFTables.deleteTables(includingGuard: true)
         } catch {
-            FileHandle.standardError.write(Data("tlsgate rules --remove: \(error) (needs root or CAP_NET_ADMIN)\n".utf8))
+            StandardStream.error("tlsgate rules --remove: \(error) (needs root or CAP_NET_ADMIN)\n")
             throw ExitCode(1)
         }
         for arguments in Ruleset.tproxyRoutingRemoval(mark: intercept.tproxyMark, table: intercept.tproxyTable) {
@@ -143,7 +147,7 @@ struct RulesCommand: ParsableCommand {
                 try FileManager.default.removeItem(atPath: path)
                 saved = ", the saved guard \(path)"
             } catch {
-                FileHandle.standardError.write(Data("tlsgate rules --remove: cannot delete the saved guard \(path): \(error)\n".utf8))
+                StandardStream.error("tlsgate rules --remove: cannot delete the saved guard \(path): \(error)\n")
                 throw ExitCode(1)
             }
         }

@@ -1,6 +1,10 @@
 import ArgumentParser
 import CoreMetrics
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Prometheus
 import TLSGatePolicy
@@ -50,10 +54,10 @@ struct RunCommand: ParsableCommand {
         let path = config
         let (loaded, policies, diagnostics) = GatewayValidation.loadAll(path)
         for diagnostic in diagnostics {
-            FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
+            StandardStream.error("\(diagnostic)\n")
         }
         guard var gatewayConfig = loaded, !diagnostics.contains(where: \.isError) else {
-            FileHandle.standardError.write(Data("tlsgate run: not starting: fix the errors above (tlsgate check --config \(path))\n".utf8))
+            StandardStream.error("tlsgate run: not starting: fix the errors above (tlsgate check --config \(path))\n")
             throw ExitCode(2)
         }
         if let logFormat { gatewayConfig.log.format = GatewayConfig.LogFormat(rawValue: logFormat)! }
@@ -72,7 +76,7 @@ struct RunCommand: ParsableCommand {
         do {
             controlSocket = try openControlSocket(gatewayConfig)
         } catch {
-            FileHandle.standardError.write(Data("tlsgate run: cannot create the control socket: \(error)\n".utf8))
+            StandardStream.error("tlsgate run: cannot create the control socket: \(error)\n")
             throw ExitCode(1)
         }
 
@@ -81,10 +85,10 @@ struct RunCommand: ParsableCommand {
             try dropPrivileges(gatewayConfig, logger: logger)
         } catch let error as ValidationError {
             // A configuration problem (root without user, unknown account): exit 2.
-            FileHandle.standardError.write(Data("tlsgate run: \(error)\n".utf8))
+            StandardStream.error("tlsgate run: \(error)\n")
             throw ExitCode(2)
         } catch {
-            FileHandle.standardError.write(Data("tlsgate run: \(error)\n".utf8))
+            StandardStream.error("tlsgate run: \(error)\n")
             throw ExitCode(1)
         }
 

@@ -1,5 +1,9 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import TLSGateSystem
 
 /// `tlsgate seccomp-selftest`: a diagnostic, run by hand or by the tests, never by the
@@ -19,12 +23,12 @@ struct SeccompSelftestCommand: ParsableCommand {
             try Privileges.dropAllForWorker()
             try SyscallFilter.installForWorker()
         } catch {
-            FileHandle.standardError.write(Data("tlsgate seccomp-selftest: \(error)\n".utf8))
+            StandardStream.error("tlsgate seccomp-selftest: \(error)\n")
             throw ExitCode(2)
         }
-        FileHandle.standardError.write(Data("tlsgate seccomp-selftest: filter installed; calling kill(parent, 0), which must kill this process with SIGSYS\n".utf8))
+        StandardStream.error("tlsgate seccomp-selftest: filter installed; calling kill(parent, 0), which must kill this process with SIGSYS\n")
         let result = SyscallFilter.makeForbiddenCall()
-        FileHandle.standardError.write(Data("tlsgate seccomp-selftest: FAILED: the forbidden call returned \(result)\n".utf8))
+        StandardStream.error("tlsgate seccomp-selftest: FAILED: the forbidden call returned \(result)\n")
         throw ExitCode(1)
     }
 }

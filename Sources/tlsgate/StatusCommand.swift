@@ -1,5 +1,9 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import TLSGateSupervisor
 
 /// `tlsgate status`: the running gateway, from its supervisor's control socket.
@@ -29,11 +33,11 @@ struct StatusCommand: ParsableCommand {
             data = try ControlClient.ask("status", socket: socket, timeout: 10)
             status = try ControlClient.decode(GatewayStatus.self, data)
         } catch {
-            FileHandle.standardError.write(Data("tlsgate status: \(error)\n".utf8))
+            StandardStream.error("tlsgate status: \(error)\n")
             throw ExitCode(1)
         }
         if json {
-            FileHandle.standardOutput.write(data)
+            StandardStream.output(Array(data))
         } else {
             print(Self.table(status), terminator: "")
         }
@@ -48,7 +52,7 @@ struct StatusCommand: ParsableCommand {
         let reload = status.reload
         var last = "last reload: \(reload.lastResult)"
         if let at = reload.lastAt {
-            last += " at " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: at))
+            last += " at " + Date(timeIntervalSince1970: at).formatted(.iso8601)
         }
         last += ", generation \(reload.generation)"
         if !reload.failed.isEmpty { last += ", failed: " + reload.failed.joined(separator: ",") }
@@ -90,8 +94,9 @@ struct StatusCommand: ParsableCommand {
     static func columns(_ rows: [[String]]) -> String {
         let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         return rows.map { row in
-            row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
+            let line = row.enumerated().map { $1 + String(repeating: " ", count: max(0, widths[$0] - $1.count)) }
+                .joined(separator: "  ")
+            return String(line.reversed().drop(while: { $0 == " " }).reversed()) + "\n"
         }.joined()
     }
 
@@ -99,8 +104,12 @@ struct StatusCommand: ParsableCommand {
     static func duration(_ seconds: Double) -> String {
         let s = Int(seconds)
         if s < 60 { return "\(s)s" }
-        if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
-        if s < 86400 { return String(format: "%dh%02dm", s / 3600, s % 3600 / 60) }
-        return String(format: "%dd%02dh", s / 86400, s % 86400 / 3600)
+        if s < 3600 { return "\(s / 60)m\(twoDigits(s % 60))s" }
+        if s < 86400 { return "\(s / 3600)h\(twoDigits(s % 3600 / 60))m" }
+        return "\(s / 86400)d\(twoDigits(s % 86400 / 3600))h"
+    }
+
+    private static func twoDigits(_ n: Int) -> String {
+        n < 10 ? "0\(n)" : "\(n)"
     }
 }

@@ -1,5 +1,9 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct TLSGateCommand: ParsableCommand {
@@ -30,8 +34,8 @@ struct TLSGateCommand: ParsableCommand {
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {
-                FileHandle.standardError.write(Data((usageMessage(for: error, in: parsed) + "\n").utf8))
-                Foundation.exit(2)
+                StandardStream.error(usageMessage(for: error, in: parsed) + "\n")
+                Glibc.exit(2)
             }
             exit(withError: error)
         }

@@ -1,6 +1,10 @@
 import ArgumentParser
 import Dispatch
-import Foundation
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -75,7 +79,7 @@ struct WorkerCommand: ParsableCommand {
         do {
             try Privileges.dropAllForWorker()
         } catch {
-            FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+            StandardStream.error("tlsgate worker: \(error)\n")
             throw ExitCode(1)
         }
         let fileLimit = Privileges.raiseFileLimit()
@@ -88,7 +92,7 @@ struct WorkerCommand: ParsableCommand {
         var threadCount = threads
         if let controlFd {
             guard let assignment = Self.readAssignment(from: controlFd) else {
-                FileHandle.standardError.write(Data("tlsgate worker: no valid policy on descriptor \(controlFd)\n".utf8))
+                StandardStream.error("tlsgate worker: no valid policy on descriptor \(controlFd)\n")
                 throw ExitCode(2)
             }
             loaded = assignment.policy
@@ -98,7 +102,7 @@ struct WorkerCommand: ParsableCommand {
         } else {
             let (policy, diagnostics) = PolicyLoader.loadFile(policy!, tlsCheck: PolicyTLSCheck.check)
             for diagnostic in diagnostics {
-                FileHandle.standardError.write(Data("\(diagnostic)\n".utf8))
+                StandardStream.error("\(diagnostic)\n")
             }
             guard let policy, !diagnostics.contains(where: { $0.severity == .error }) else {
                 throw ExitCode(2)
@@ -122,7 +126,7 @@ struct WorkerCommand: ParsableCommand {
         do {
             worker = try Worker(policy: loaded, options: options, logger: logger)
         } catch {
-            FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+            StandardStream.error("tlsgate worker: \(error)\n")
             Self.report(.failed("\(error)"), on: controlFd)
             throw ExitCode(2)
         }
@@ -134,7 +138,7 @@ struct WorkerCommand: ParsableCommand {
             do {
                 try SyscallFilter.installForWorker()
             } catch {
-                FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+                StandardStream.error("tlsgate worker: \(error)\n")
                 Self.report(.failed("\(error)"), on: controlFd)
                 throw ExitCode(1)
             }
@@ -145,7 +149,7 @@ struct WorkerCommand: ParsableCommand {
             // the same socket stopped); run by hand it accepts at once.
             address = try worker.start(accepting: controlFd == nil)
         } catch {
-            FileHandle.standardError.write(Data("tlsgate worker: \(error)\n".utf8))
+            StandardStream.error("tlsgate worker: \(error)\n")
             Self.report(.failed("\(error)"), on: controlFd)
             throw ExitCode(1)
         }
@@ -202,7 +206,7 @@ struct WorkerCommand: ParsableCommand {
         if let controlFd {
             // The supervisor holds the other end: `accept` lets this worker accept; EOF means
             // the supervisor is gone, and so must we be.
-            Thread.detachNewThread {
+            DispatchQueue(label: "tlsgate.worker.control").async {
                 var chunk = [UInt8](repeating: 0, count: 4096)
                 var buffer: [UInt8] = []
                 reading: while true {

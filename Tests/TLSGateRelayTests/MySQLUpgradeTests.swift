@@ -2,6 +2,7 @@ import Testing
 
 @testable import TLSGatePolicy
 @testable import TLSGateRelay
+@testable import TLSGateTLS
 
 /// MySQL/MariaDB test packets, built field by field.
 enum MySQLFixture {
@@ -72,6 +73,10 @@ private func refusal(_ action: UpgradeAction) -> String? {
         let expected = F.packet(0, F.greetingPayload(caps: F.serverCaps & ~(0x0800 | 1 << 30)))
         #expect(rebuilt == expected)
         #expect(machine.greeting?.scramble == F.scramble)
+        // The client's copy of the scramble (caching_sha2_password's mask) is read back from it.
+        #expect(MySQLUpgrade.scramble(ofBuilt: rebuilt) == F.scramble)
+        #expect(MySQLUpgrade.scramble(ofBuilt: Array(rebuilt.dropLast(30))) == nil)
+        #expect(MySQLUpgrade.scramble(ofBuilt: [1, 0, 0, 0]) == nil)
         #expect(machine.greeting?.extendedCapabilities == 0x1d)
         var m = machine
         let response = F.responsePayload()
@@ -162,40 +167,51 @@ private func refusal(_ action: UpgradeAction) -> String? {
     }
 }
 
+/// Feeds a client side all at once and byte by byte; what goes to the server, what goes to
+/// the client, the refusal and the sequence the client expects must agree.
+func mysqlFeed(_ client: MySQLClientSide, _ bytes: [UInt8]) -> (MySQLClientSide.Action, MySQLClientSide) {
+    var whole = client
+    let wholeAction = whole.receive(bytes)
+    var split = client
+    var answered: MySQLClientSide.Action = .needMore
+    var passed: [UInt8] = []
+    var replied: [UInt8] = []
+    for byte in bytes {
+        let action = split.receive([byte])
+        switch action {
+        case .pass(let more): passed += more
+        case .reply(let toClient, let toServer):
+            replied += toClient
+            passed += toServer
+        case .answered(let response, let held):
+            answered = .answered(response: response, held: held)
+        case .refuse:
+            #expect(action == wholeAction)
+            return (wholeAction, whole)
+        case .needMore: break
+        }
+    }
+    switch wholeAction {
+    case .pass(let out): #expect(out == passed && replied.isEmpty)
+    case .reply(let toClient, let toServer): #expect(toClient == replied && toServer == passed)
+    case .answered(let response, let held):
+        if case .answered(let r, let h) = answered {
+            #expect(r == response && h + passed == held)
+        } else {
+            Issue.record("byte by byte gave no answer")
+        }
+    default: Issue.record("unexpected \(wholeAction)")
+    }
+    #expect(whole.clientExpects == split.clientExpects && whole.lead == split.lead)
+    return (wholeAction, whole)
+}
+
 @Suite struct MySQLClientSideTests {
     typealias F = MySQLFixture
 
     /// Feeds all at once and byte by byte; the concatenated passes and last action must agree.
     private func feed(_ client: MySQLClientSide, _ bytes: [UInt8]) -> (MySQLClientSide.Action, MySQLClientSide) {
-        var whole = client
-        let wholeAction = whole.receive(bytes)
-        var split = client
-        var answered: MySQLClientSide.Action = .needMore
-        var passed: [UInt8] = []
-        for byte in bytes {
-            let action = split.receive([byte])
-            switch action {
-            case .pass(let more): passed += more
-            case .answered(let response, let held):
-                answered = .answered(response: response, held: held)
-            case .refuse:
-                #expect(action == wholeAction)
-                return (wholeAction, whole)
-            case .needMore: break
-            }
-        }
-        switch wholeAction {
-        case .pass(let out): #expect(out == passed)
-        case .answered(let response, let held):
-            if case .answered(let r, let h) = answered {
-                #expect(r == response && h + passed == held)
-            } else {
-                Issue.record("byte by byte gave no answer")
-            }
-        default: Issue.record("unexpected \(wholeAction)")
-        }
-        #expect(whole.clientExpects == split.clientExpects)
-        return (wholeAction, whole)
+        mysqlFeed(client, bytes)
     }
 
     private var greeted: MySQLClientSide {
@@ -316,7 +332,8 @@ private func refusal(_ action: UpgradeAction) -> String? {
         #expect(auth.receive(F.packet(5, ok) + [9, 9]) == .pass(F.packet(4, ok) + [9, 9], sequences: [4], ended: true))
         #expect(auth.ended)
         #expect(auth.receive(F.packet(77, [1])) == .pass(F.packet(77, [1]), sequences: [], ended: true))
-        #expect(auth.transcript == ["S: auth switch request", "S: OK, authentication over"])
+        #expect(auth.transcript == ["S: auth switch request (client_ed25519)", "S: OK, authentication over"])
+        #expect(auth.switchScramble == nil && !auth.fullAuthenticationRequested)
     }
 
     @Test func fastAuthResultFollowedByOK() {
@@ -340,8 +357,55 @@ private func refusal(_ action: UpgradeAction) -> String? {
         #expect(ordered.receive(F.packet(5, key)) == .pass(F.packet(4, key), sequences: [4], ended: false))
     }
 
+    @Test func fullAuthenticationGoesToTheClientThenTheOKFollowsTheLead() {
+        // Server 3 (01 04) → client 2; the gateway answered the client's key request (lead 255):
+        // the server's OK 5 → client 6.
+        let (action, _) = both(F.packet(3, [0x01, 0x04]))
+        #expect(action == .pass(F.packet(2, [0x01, 0x04]), sequences: [2], ended: false))
+        var auth = MySQLServerAuth()
+        _ = auth.receive(F.packet(3, [0x01, 0x04]))
+        #expect(auth.fullAuthenticationRequested)
+        let ok: [UInt8] = [0, 0, 0, 2, 0, 0, 0]
+        #expect(auth.receive(F.packet(5, ok), lead: 255) == .pass(F.packet(6, ok), sequences: [6], ended: true))
+        #expect(auth.transcript == [
+            "S: caching_sha2_password full authentication requested (the gateway is the client's RSA endpoint)",
+            "S: OK, authentication over",
+        ])
+        // Without a key request (the client had a key): lead 1, the OK 5 → client 4.
+        var direct = MySQLServerAuth()
+        _ = direct.receive(F.packet(3, [0x01, 0x04]))
+        #expect(direct.receive(F.packet(5, ok)) == .pass(F.packet(4, ok), sequences: [4], ended: true))
+        // The server's ERR (a wrong password) ends it the same way.
+        let err: [UInt8] = [0xff, 0x15, 0x04] + Array("#28000Access denied".utf8)
+        var denied = MySQLServerAuth()
+        _ = denied.receive(F.packet(3, [0x01, 0x04]))
+        #expect(denied.receive(F.packet(5, err), lead: 255) == .pass(F.packet(6, err), sequences: [6], ended: true))
+    }
+
+    @Test func fullAuthenticationOnceAndInOrder() {
+        // Asked twice, or anything right after it without the client's answer.
+        #expect(both(F.packet(3, [0x01, 0x04]) + F.packet(5, [0x01, 0x04])).0
+            == .refuse("the server asks for caching_sha2_password full authentication a second time"))
+        #expect(both(F.packet(3, [0x01, 0x04]) + F.packet(4, [0, 0, 0, 2, 0, 0, 0])).0
+            == .refuse("the server's authentication packet has sequence number 4, out of order (after 3)"))
+        // Only the fast-auth result is followed by the OK at once.
+        #expect(both(F.packet(3, [0x01, 0x05]) + F.packet(4, [0, 0, 0, 2, 0, 0, 0])).0
+            == .refuse("the server's authentication packet has sequence number 4, out of order (after 3)"))
+    }
+
+    @Test func anAuthSwitchToCachingSHA2BringsItsScramble() {
+        let fresh = [UInt8](repeating: 0x41, count: 20)
+        let request = [0xfe] + Array("caching_sha2_password".utf8) + [0] + fresh + [0]
+        var auth = MySQLServerAuth()
+        #expect(auth.receive(F.packet(3, request)) == .pass(F.packet(2, request), sequences: [2], ended: false))
+        #expect(auth.switchScramble == fresh)
+        #expect(auth.transcript == ["S: auth switch request (caching_sha2_password)"])
+        let short = [0xfe] + Array("caching_sha2_password".utf8) + [0] + [UInt8](repeating: 1, count: 8) + [0]
+        #expect(both(F.packet(3, short)).0
+            == .refuse("the server's auth switch to caching_sha2_password carries 9 bytes of scramble, not 20"))
+    }
+
     @Test func fullAuthenticationMalformedOversized() {
-        #expect(both(F.packet(3, [0x01, 0x04])).0.isRefusal("caching_sha2_password full authentication"))
         #expect(both(F.packet(3, [])).0 == .refuse("the server sent an empty authentication packet"))
         #expect(both(F.packet(4, [0])).0 == .refuse("the server's authentication packet has sequence number 4, out of order (after 1)"))
         #expect(both([0x01, 0x40, 0x00, 3]).0 == .refuse("the server's authentication packet is larger than 16384 bytes (16385)"))

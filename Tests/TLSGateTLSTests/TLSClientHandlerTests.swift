@@ -1,5 +1,6 @@
 import NIOCore
 import NIOEmbedded
+import TLSGatePolicy
 import Testing
 
 @testable import TLSGateTLS

@@ -1,5 +1,6 @@
 import COpenSSL
 import NIOCore
+import TLSGatePolicy
 import Testing
 
 @testable import TLSGateTLS
@@ -32,8 +33,8 @@ import Testing
 
     /// A legacy policy (security level 0 for the versions) with `ciphers = "ALL"` still
     /// offers no anonymous suite: the anonymous server finds nothing in common.
-    @Test(arguments: [TLSVersion.tls1_0, .tls1_2])
-    func allCiphersNeverIncludeAnonymousSuites(minVersion: TLSVersion) throws {
+    @Test(arguments: [TLSProtocolVersion.tls1_0, .tls1_2])
+    func allCiphersNeverIncludeAnonymousSuites(minVersion: TLSProtocolVersion) throws {
         let pair = try Pair(
             server: anonymousServer(),
             configuration: TLSClientConfiguration(

@@ -73,6 +73,18 @@ int tg_linux_socketpair_cloexec(int fds[2]);
 // pipe2(fds, O_CLOEXEC) (pipe2 is not visible to Swift without _GNU_SOURCE).
 int tg_linux_pipe_cloexec(int fds[2]);
 
+// Runs a system tool (nft, conntrack, ip) to the end: `input` (may be NULL) on its standard
+// input, its standard output collected when `capture_stdout` (else /dev/null) and its
+// standard error collected, each up to `limit` bytes (more is read and dropped). The child
+// is a posix_spawn of `path` with this process's environment, every signal at its default,
+// an empty signal mask and descriptors above 2 closed; it keeps the ambient capabilities
+// (nft needs CAP_NET_ADMIN). SIGPIPE from a tool that stops reading is held back, not
+// delivered. On success returns 0 with the wait status in *status and malloc'd buffers
+// (free with free()); on failure returns -1 with errno set (nothing to free).
+int tg_linux_run_tool(const char *path, char *const argv[], const uint8_t *input, size_t input_len,
+                      int capture_stdout, size_t limit, uint8_t **out, size_t *out_len,
+                      uint8_t **err, size_t *err_len, int *status);
+
 // Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit or -1.
 long tg_linux_raise_nofile_limit(void);
 

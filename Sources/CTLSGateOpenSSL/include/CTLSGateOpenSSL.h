@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <openssl/bio.h>
+#include <openssl/evp.h>
 #include <stddef.h>
 
 // Version numbers, so Swift need not know OpenSSL's constants.
@@ -82,6 +83,19 @@ int tg_ssl_bio_ctrl_wpending(void);
 int tg_ssl_bio_ctrl_get_close(void);
 int tg_ssl_bio_ctrl_set_close(void);
 int tg_ssl_bio_ctrl_eof(void);
+
+// RSA keys (the `mysql` upgrade's caching_sha2_password endpoint). A new RSA key of `bits`
+// (EVP_RSA_gen is a macro over a variadic function), NULL on failure.
+EVP_PKEY *tg_ssl_rsa_generate(unsigned int bits);
+// A public key from PEM (SubjectPublicKeyInfo), NULL on failure.
+EVP_PKEY *tg_ssl_pkey_read_public_pem(const unsigned char *pem, size_t len);
+// The public key as PEM (SubjectPublicKeyInfo) into buf; its length, or -1 (failure or
+// buf too small).
+long tg_ssl_pkey_public_pem(EVP_PKEY *key, unsigned char *buf, size_t len);
+// RSA-OAEP (SHA-1, MGF1 SHA-1: what MySQL's clients use) with `key`: decrypt when `decrypt`
+// is 1, else encrypt. `*outlen` holds out's size and gets the result's length. 1 on success.
+int tg_ssl_rsa_oaep(EVP_PKEY *key, int decrypt, const unsigned char *in, size_t inlen, unsigned char *out,
+                    size_t *outlen);
 
 // Error queue: the next error's reason string (NULL when empty), its library code and
 // whether more are queued; copies the formatted text into buf.

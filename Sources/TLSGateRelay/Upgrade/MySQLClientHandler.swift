@@ -2,7 +2,8 @@ import NIOCore
 
 /// First in the client's pipeline for `starttls = "mysql"`: writes the gateway's greeting,
 /// reads the client's handshake response and renumbers its authentication packets (through
-/// `MySQLSession`); then passes bytes untouched. What it passes on goes to the glue, which
+/// `MySQLSession`), answering caching_sha2_password's public key request itself; then
+/// passes bytes untouched. What it passes on goes to the glue, which
 /// holds it until the server is verified.
 final class MySQLClientHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
@@ -54,6 +55,12 @@ final class MySQLClientHandler: ChannelInboundHandler, RemovableChannelHandler {
             relaying = session.client.isRelaying
             if relaying, session.watchesQuit { session.quitWatch.scan(bytes) }
             forward(bytes, context: context)
+        case .reply(let toClient, let toServer):
+            // The gateway's own answer (its public key); the server waits meanwhile.
+            var out = context.channel.allocator.buffer(capacity: toClient.count)
+            out.writeBytes(toClient)
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            forward(toServer, context: context)
         case .refuse:
             break
         }

@@ -1,9 +1,22 @@
+import TLSGateTLS
+
 /// The LAN side of a `starttls = "mysql"` connection, as a value: the client's handshake
 /// response (checked, and held for the server renumbered to sequence 2), then its packets
-/// during authentication renumbered one up, then nothing (the relay passes bytes untouched).
+/// during authentication renumbered `lead` up, then nothing (the relay passes bytes untouched).
 ///
 /// A client that sets CLIENT_SSL (an SSL request: it asks the gateway for TLS) is answered
 /// with an ERR packet: the LAN side is plain by design.
+///
+/// caching_sha2_password full authentication (the server, on TLS, wants the password in
+/// clear; the client, on a plain link, does RSA): the gateway is the client's RSA endpoint.
+/// Its public key request (exactly one byte `0x02`) is answered by the gateway (`0x01` + the
+/// worker's PEM public key, `MySQLGatewayKey`), which puts the client two packets ahead of
+/// the server (`lead` becomes 255, one behind); its password, RSA-OAEP encrypted with that
+/// key (exactly the key's size), is decrypted, unmasked with the scramble (the greeting's,
+/// or an auth switch's) and goes to the server as the clear password and a NUL, which
+/// travels only inside the verified TLS. Anything else is refused: a password encrypted with
+/// another key, one in clear (a client sends that only on a link it believes secure), a
+/// second key request, a decrypted password without its single final NUL.
 public struct MySQLClientSide: Sendable {
     public enum Action: Equatable, Sendable {
         case needMore
@@ -13,44 +26,77 @@ public struct MySQLClientSide: Sendable {
         case answered(response: [UInt8], held: [UInt8])
         /// Pass these bytes on to the server (renumbered during authentication).
         case pass([UInt8])
+        /// Write `toClient` to the client (the gateway's own answer), pass `toServer` on.
+        case reply(toClient: [UInt8], toServer: [UInt8])
         /// Refuse: the client gets an ERR packet with this sequence number and text.
         case refuse(Refusal)
     }
 
-    public struct Refusal: Equatable, Sendable {
+    public struct Refusal: Error, Equatable, Sendable {
         /// The client asked the gateway for TLS (`client_speaks_tls`); otherwise a client
         /// protocol error (`client_error`).
         public let asksForTLS: Bool
         public let detail: String
+        /// The gateway's own RSA key could not be made (`starttls_refused`).
+        public var gatewayKey = false
     }
 
     enum State: Equatable { case beforeGreeting, response, authentication, relay, failed }
+    /// caching_sha2_password full authentication, as the client's RSA endpoint.
+    enum FullAuthentication: Equatable { case none, requested, keySent, done }
+
+    /// Where the gateway's RSA key comes from (made on first use).
+    public typealias KeySource = @Sendable () throws(RSAKeyError) -> RSAKey
 
     /// A handshake response is a few hundred bytes; connection attributes may add up to 64 KiB.
     public static let maxResponse = 64 * 1024 + 1024
     /// Authentication packets from the client: a proof, a clear or RSA-encrypted password.
     public static let maxAuthPacket = 16 * 1024
+    /// During full authentication: the ciphertext of the largest RSA key `RSAKey` makes
+    /// (8192 bits); the packet must then be exactly the gateway key's size, or one byte.
+    public static let maxFullAuthPacket = 1024
 
     private(set) var state = State.beforeGreeting
     private var reader = MySQLPacketReader(maxPayload: maxResponse)
     /// The sequence number the client expects on the next packet it reads.
     public private(set) var clientExpects: UInt8 = 0
+    /// How far the server's sequence numbers are ahead of the client's during authentication:
+    /// 1 (the SSL request), 255 (one behind) once the gateway answered a public key request.
+    public private(set) var lead: UInt8 = 1
+    private(set) var fullAuthentication = FullAuthentication.none
+    /// The scramble the client masks its password with (20 bytes).
+    private var scramble: [UInt8] = []
+    private let key: KeySource
 
-    public init() {}
+    public init(key: @escaping KeySource = MySQLGatewayKey.shared) {
+        self.key = key
+    }
 
     /// Authentication is over: bytes pass untouched.
     public var isRelaying: Bool { state == .relay }
 
-    /// The gateway's greeting (sequence 0) went to the client.
-    public mutating func greeted() {
+    /// The gateway's greeting (sequence 0, with this scramble) went to the client.
+    public mutating func greeted(scramble: [UInt8] = []) {
         guard state == .beforeGreeting else { return }
         state = .response
         clientExpects = 2
+        self.scramble = scramble
     }
 
     /// The server sent the client a packet with this (client-side) sequence number.
     public mutating func serverSent(sequence: UInt8) {
         clientExpects = sequence &+ 2
+    }
+
+    /// What the server's authentication packets asked for so far (`MySQLServerAuth`): full
+    /// authentication (the client's next packets are the RSA exchange), an auth switch to
+    /// caching_sha2_password with its own scramble.
+    public mutating func serverAsked(fullAuthentication: Bool, switchScramble: [UInt8]?) {
+        if let switchScramble { scramble = switchScramble }
+        if fullAuthentication, self.fullAuthentication == .none {
+            self.fullAuthentication = .requested
+            reader.maxPayload = Self.maxFullAuthPacket
+        }
     }
 
     /// The server's OK or ERR ended authentication: from now on bytes pass untouched.
@@ -101,12 +147,13 @@ public struct MySQLClientSide: Sendable {
                     return fail(false, "the client's handshake response is malformed: its user name has no end")
                 }
                 state = .authentication
+                reader.maxPayload = Self.maxAuthPacket
                 clientExpects = 2
                 var held = MySQLPacket.frame(sequence: 2, payload)
                 switch renumber() {
                 case .pass(let more): held += more
                 case .refuse(let refusal): return .refuse(refusal)
-                default: break
+                default: break  // no full authentication before the server's first answer
                 }
                 return .answered(response: payload, held: held)
             }
@@ -116,24 +163,92 @@ public struct MySQLClientSide: Sendable {
         }
     }
 
-    /// Whole authentication packets, each one sequence number up; a partial one waits.
+    /// Whole authentication packets, each `lead` up (full authentication: the RSA
+    /// exchange); a partial one waits.
     private mutating func renumber() -> Action {
         var out: [UInt8] = []
+        var toClient: [UInt8] = []
         while true {
             switch reader.next() {
             case .needMore:
-                return .pass(out)
+                return toClient.isEmpty ? .pass(out) : .reply(toClient: toClient, toServer: out)
             case .oversized(let length):
+                if fullAuthentication == .requested || fullAuthentication == .keySent {
+                    return fail(false, "the client's answer to full authentication is larger than \(Self.maxFullAuthPacket) bytes (\(length))")
+                }
                 return fail(false, "the client's authentication packet is larger than \(Self.maxAuthPacket) bytes (\(length))")
             case .packet(let sequence, let payload):
                 guard payload.count <= Self.maxAuthPacket else {
                     return fail(false, "the client's authentication packet is larger than \(Self.maxAuthPacket) bytes (\(payload.count))")
                 }
                 clientExpects = sequence &+ 1
-                out += MySQLPacket.frame(sequence: sequence &+ 1, payload)
+                switch fullAuthentication {
+                case .requested, .keySent:
+                    switch passwordExchange(sequence, payload) {
+                    case .success(let answer):
+                        toClient += answer.toClient
+                        out += answer.toServer
+                    case .failure(let refusal):
+                        state = .failed
+                        return .refuse(refusal)
+                    }
+                case .none, .done:
+                    out += MySQLPacket.frame(sequence: sequence &+ lead, payload)
+                }
             }
         }
     }
+
+    private struct Answer { var toClient: [UInt8] = [], toServer: [UInt8] = [] }
+
+    /// One client packet of caching_sha2_password full authentication. Nothing here names
+    /// the password or the key: refusals say sizes only.
+    private mutating func passwordExchange(_ sequence: UInt8, _ payload: [UInt8]) -> Result<Answer, Refusal> {
+        func refuse(_ detail: String, gatewayKey: Bool = false) -> Result<Answer, Refusal> {
+            .failure(Refusal(asksForTLS: false, detail: detail, gatewayKey: gatewayKey))
+        }
+        let rsa: RSAKey
+        do {
+            rsa = try key()
+        } catch {
+            return refuse("the gateway could not make its RSA key for caching_sha2_password: \(error)", gatewayKey: true)
+        }
+        if payload == [Self.publicKeyRequest] {
+            guard fullAuthentication == .requested else {
+                return refuse("the client asked for the public key a second time")
+            }
+            // The gateway answers in the server's place: the client is now two packets ahead.
+            fullAuthentication = .keySent
+            lead = lead &- 2
+            clientExpects = sequence &+ 3
+            return .success(Answer(toClient: MySQLPacket.frame(sequence: sequence &+ 1, [0x01] + rsa.publicKeyPEM)))
+        }
+        guard payload.count == rsa.size else {
+            if payload.last == 0 {
+                return refuse(
+                    "the client sent its password in clear (\(payload.count) bytes ending in NUL) on the plain LAN side, where the gateway accepts only the RSA exchange: a MySQL client does that only on a link it believes secure (TLS, a local socket); refused")
+            }
+            return refuse(
+                "the client's answer to full authentication is \(payload.count) bytes: neither a public key request (the byte 0x02) nor a password encrypted with the gateway's \(rsa.bits)-bit key (\(rsa.size) bytes)")
+        }
+        guard scramble.count == 20 else {
+            return refuse("no 20-byte scramble to unmask the client's password with")
+        }
+        guard var password = try? rsa.decrypt(payload) else {
+            return refuse(
+                "the client's password does not decrypt with the gateway's RSA key: it was encrypted with another one (a server public key configured in the client?); let the client ask for the key instead")
+        }
+        for index in password.indices { password[index] ^= scramble[index % scramble.count] }
+        guard password.last == 0, password.firstIndex(of: 0) == password.count - 1 else {
+            return refuse("the client's password is malformed after decryption (no single final NUL: another scramble?)")
+        }
+        fullAuthentication = .done
+        reader.maxPayload = Self.maxAuthPacket
+        return .success(Answer(toServer: MySQLPacket.frame(sequence: sequence &+ lead, password)))
+    }
+
+    /// caching_sha2_password's public key request.
+    static let publicKeyRequest: UInt8 = 0x02
 
     private mutating func fail(_ asksForTLS: Bool, _ detail: String) -> Action {
         state = .failed

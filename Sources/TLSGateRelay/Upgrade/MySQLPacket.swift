@@ -63,7 +63,8 @@ struct MySQLPacketReader: Sendable {
         case oversized(Int)
     }
 
-    let maxPayload: Int
+    /// The bound for the next packet; an exchange may change it between packets.
+    var maxPayload: Int
     private var buffer: [UInt8] = []
 
     init(maxPayload: Int) { self.maxPayload = maxPayload }

@@ -28,9 +28,15 @@ final class MySQLSession {
     /// The sequence number of an ERR packet the client would accept now.
     var refusalSequence: UInt8 { client.clientExpects }
 
+    /// The end of a greeting that names caching_sha2_password (the name and its NUL).
+    private static let cachingSHA2Name = [0] + Array(MySQLServerAuth.cachingSHA2.utf8) + [0]
+
     /// The upgrade made the client's greeting: write it and read the client's answer.
     func greet(_ greeting: [UInt8]) {
-        client.greeted()
+        // The scramble the client masks a caching_sha2_password with: the greeting's own.
+        client.greeted(scramble: MySQLUpgrade.scramble(ofBuilt: greeting) ?? [])
+        // MySQL 8's default plugin: its full authentication needs the worker's key.
+        if greeting.suffix(Self.cachingSHA2Name.count).elementsEqual(Self.cachingSHA2Name) { MySQLGatewayKey.prepare() }
         clientHandler?.write(greeting)
     }
 
@@ -43,15 +49,23 @@ final class MySQLSession {
             watchesQuit = MySQLPacket.uint32(response[...], at: 0) & (1 << 5) == 0
             upgradeHandler?.clientAnswered(response)
         case .refuse(let refusal):
-            onRefuse(refusal.asksForTLS ? .clientSpeaksTLS : .clientError, refusal.detail)
-        case .needMore, .pass:
+            let reason: RelayReason =
+                refusal.asksForTLS ? .clientSpeaksTLS : refusal.gatewayKey ? .starttlsRefused : .clientError
+            onRefuse(reason, refusal.detail)
+        case .needMore, .pass, .reply:
             break
         }
         return action
     }
 
-    /// The server's authentication packets went to the client with these sequence numbers.
-    func serverSent(sequences: [UInt8], ended: Bool) {
+    /// How far the server's sequence numbers are ahead of the client's.
+    var lead: UInt8 { client.lead }
+
+    /// The server's authentication packets went to the client with these sequence numbers;
+    /// what they asked for so far (`MySQLServerAuth`).
+    func serverSent(sequences: [UInt8], ended: Bool, fullAuthentication: Bool = false, switchScramble: [UInt8]? = nil) {
+        if switchScramble != nil { MySQLGatewayKey.prepare() }
+        client.serverAsked(fullAuthentication: fullAuthentication, switchScramble: switchScramble)
         for sequence in sequences { client.serverSent(sequence: sequence) }
         guard ended else { return }
         if case .refuse(let refusal) = client.authenticationEnded() {

@@ -188,6 +188,15 @@ public struct MySQLUpgrade: UpgradeStateMachine {
         return MySQLPacket.frame(sequence: 0, payload)
     }
 
+    /// The scramble in a greeting packet `build` made (what the client masks a
+    /// caching_sha2_password with); nil for anything shorter than such a greeting.
+    static func scramble(ofBuilt packet: [UInt8]) -> [UInt8]? {
+        let p = packet.dropFirst(4)
+        guard let versionEnd = p.dropFirst().firstIndex(of: 0), versionEnd + 44 <= p.endIndex else { return nil }
+        // After the version's NUL: connection ID 4, scramble 8, … 31 bytes in all, scramble 12.
+        return Array(p[(versionEnd + 5)..<(versionEnd + 13)] + p[(versionEnd + 32)..<(versionEnd + 44)])
+    }
+
     private mutating func fail(_ why: String) -> UpgradeAction {
         state = .failed
         return .refuse(why)
