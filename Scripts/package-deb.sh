@@ -3,14 +3,16 @@
 # dpkg-deb:
 #   /usr/bin/tlsgate                      release build, Swift runtime linked statically
 #                                         (--static-swift-stdlib: no /opt/swift at run time)
-#   /lib/systemd/system/tlsgate.service   the unit (runs as "tlsgate", CAP_NET_ADMIN only)
+#   /lib/systemd/system/tlsgate.service   the unit (runs as "tlsgate": CAP_NET_ADMIN, and
+#                                         CAP_SETUID/SETGID/KILL to run workers as tlsgate-worker)
 #   /lib/systemd/system/tlsgate-guard.service  restores the fail-closed guard at boot (enabled)
 #   /etc/tlsgate/tlsgate.toml             conffile: Scripts/tlsgate.example.toml, policies in
 #   /etc/tlsgate/policies/*.toml          conffiles: the example policies (documentation
 #                                         address ranges only: they intercept nothing real)
 #   /usr/share/man/man8/tlsgate.8.gz      generated from the commands' --help
 #   /usr/share/doc/tlsgate/               README, copyright
-# postinst creates the system account "tlsgate" (kept on remove and purge), enables only
+# postinst creates the system accounts "tlsgate" (the supervisor) and "tlsgate-worker" (the
+# workers, worker_user's default), both kept on remove and purge, enables only
 # tlsgate-guard.service and starts nothing: edit /etc/tlsgate, run `tlsgate check`, then
 # `systemctl enable --now tlsgate`.
 # Depends: the shared libraries the binary links (found with dpkg -S), nftables, conntrack, iproute2.
@@ -132,6 +134,10 @@ if [ "$1" = configure ]; then
   if ! getent passwd tlsgate >/dev/null; then
     adduser --system --group --no-create-home --home /nonexistent --shell /usr/sbin/nologin tlsgate >/dev/null
   fi
+  # The workers' own account (worker_user's default), apart from the supervisor's.
+  if ! getent passwd tlsgate-worker >/dev/null; then
+    adduser --system --group --no-create-home --home /nonexistent --shell /usr/sbin/nologin tlsgate-worker >/dev/null
+  fi
   # The fail-closed guard comes back at every boot (once the gateway has saved one).
   if command -v deb-systemd-helper >/dev/null 2>&1; then
     deb-systemd-helper enable tlsgate-guard.service >/dev/null 2>&1 || true
@@ -151,7 +157,8 @@ EOF
 cat > "$root/DEBIAN/postrm" <<'EOF'
 #!/bin/sh
 set -e
-# The account "tlsgate" is kept on remove and purge (files may still belong to it).
+# The accounts "tlsgate" and "tlsgate-worker" are kept on remove and purge (files may
+# still belong to them).
 if [ "$1" = purge ]; then
   if command -v deb-systemd-helper >/dev/null 2>&1; then
     deb-systemd-helper purge tlsgate-guard.service >/dev/null 2>&1 || true

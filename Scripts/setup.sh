@@ -69,6 +69,17 @@ SEL
   done
 fi
 
+# The workers' own system account (worker_user's default in tlsgate.toml): no login, no home.
+# The gateway's tests and a gateway installed from this clone run their workers as it.
+if ! getent passwd tlsgate-worker >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: the account tlsgate-worker is missing; run as root (or with sudo) to create it" >&2
+    exit 1
+  fi
+  echo "setup.sh: creating the system account tlsgate-worker"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin tlsgate-worker
+fi
+
 if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
   echo "setup.sh: note: swift is at /opt/swift/usr/bin; add it to PATH" >&2
 fi

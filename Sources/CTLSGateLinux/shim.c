@@ -40,7 +40,12 @@ int tg_linux_get_no_new_privs(void) { return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0,
 int tg_linux_set_keep_caps(int on) { return prctl(PR_SET_KEEPCAPS, on ? 1 : 0, 0, 0, 0); }
 int tg_linux_set_pdeathsig(int signal) { return prctl(PR_SET_PDEATHSIG, signal, 0, 0, 0); }
 
-int tg_linux_caps_limit_to_net_admin(int keep_net_admin, int ambient) {
+/* What the supervisor needs to run its workers under another account: CAP_SETUID and
+   CAP_SETGID (the spawn's setgroups/setresgid/setresuid, the setfsuid read checks) and
+   CAP_KILL (signalling a worker of another uid). Never ambient. */
+static const cap_value_t worker_account_caps[3] = { CAP_SETUID, CAP_SETGID, CAP_KILL };
+
+int tg_linux_caps_limit(int keep_net_admin, int keep_worker_account_caps, int ambient) {
     cap_t caps = cap_init();  /* all sets empty */
     if (caps == NULL) return -1;
     cap_value_t list[1] = { CAP_NET_ADMIN };
@@ -51,13 +56,32 @@ int tg_linux_caps_limit_to_net_admin(int keep_net_admin, int ambient) {
             int saved = errno; cap_free(caps); errno = saved; return -1;
         }
     }
+    if (keep_worker_account_caps) {
+        if (cap_set_flag(caps, CAP_PERMITTED, 3, worker_account_caps, CAP_SET) != 0 ||
+            cap_set_flag(caps, CAP_EFFECTIVE, 3, worker_account_caps, CAP_SET) != 0) {
+            int saved = errno; cap_free(caps); errno = saved; return -1;
+        }
+    }
+    /* The ambient set first: a capability leaves it when it leaves the inheritable set. */
+    if (cap_reset_ambient() != 0 && errno != EINVAL) { int saved = errno; cap_free(caps); errno = saved; return -1; }
     if (cap_set_proc(caps) != 0) { int saved = errno; cap_free(caps); errno = saved; return -1; }
     cap_free(caps);
-    if (cap_reset_ambient() != 0 && errno != EINVAL) return -1;
     if (keep_net_admin && ambient) {
         if (cap_set_ambient(CAP_NET_ADMIN, CAP_SET) != 0) return -1;
     }
     return 0;
+}
+
+int tg_linux_caps_have_worker_account_caps(void) {
+    cap_t caps = cap_get_proc();
+    if (caps == NULL) return -1;
+    int all = 1;
+    for (int i = 0; i < 3; i++) {
+        cap_flag_value_t v = CAP_CLEAR;
+        if (cap_get_flag(caps, worker_account_caps[i], CAP_EFFECTIVE, &v) != 0 || v != CAP_SET) all = 0;
+    }
+    cap_free(caps);
+    return all;
 }
 
 int tg_linux_caps_drop_all(void) {
@@ -66,7 +90,7 @@ int tg_linux_caps_drop_all(void) {
     for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
         if (CAP_IS_SUPPORTED(c)) (void)cap_drop_bound(c);
     }
-    return tg_linux_caps_limit_to_net_admin(0, 0);
+    return tg_linux_caps_limit(0, 0, 0);
 }
 
 static int has_effective(cap_value_t value) {
@@ -255,34 +279,61 @@ int tg_linux_switch_user_keep_caps(unsigned int uid, unsigned int gid) {
     return 0;
 }
 
-int tg_linux_bound_to_net_admin(void) {
+int tg_linux_bound_to_gateway(int keep_worker_account_caps) {
     for (cap_value_t c = 0; c <= CAP_LAST_CAP; c++) {
         if (c == CAP_NET_ADMIN || !CAP_IS_SUPPORTED(c)) continue;
+        if (keep_worker_account_caps && (c == CAP_SETUID || c == CAP_SETGID || c == CAP_KILL)) continue;
         if (cap_drop_bound(c) != 0) return -1;
     }
     return 0;
 }
 
-int tg_linux_readable_as(const char *path, unsigned int uid, unsigned int gid) {
-    int switching = geteuid() == 0 && uid != 0;
-    gid_t saved[256];
-    int nsaved = 0;
-    int old_fsuid = 0, old_fsgid = 0;
-    if (switching) {
-        nsaved = getgroups(256, saved);
-        if (nsaved < 0) return errno;
-        if (syscall(SYS_setgroups, 0, NULL) != 0) return errno;
-        old_fsgid = setfsgid((gid_t)gid);
-        old_fsuid = setfsuid((uid_t)uid);
+/* The file identity a thread had before tg_linux_fs_identity_enter (one level, per thread). */
+static __thread struct {
+    int active;
+    int fsuid, fsgid;
+    int ngroups;
+    gid_t groups[256];
+} saved_identity;
+
+int tg_linux_fs_identity_enter(unsigned int uid, unsigned int gid) {
+    if (saved_identity.active) return EBUSY;
+    if (uid == (unsigned int)geteuid() && gid == (unsigned int)getegid()) return 0;
+    int n = getgroups(256, saved_identity.groups);
+    if (n < 0) return errno;
+    if (syscall(SYS_setgroups, 0, NULL) != 0) return errno;  /* EPERM without CAP_SETGID */
+    int old_fsgid = setfsgid((gid_t)gid);
+    int old_fsuid = setfsuid((uid_t)uid);
+    /* setfsuid reports no error: without CAP_SETUID/CAP_SETGID the ids stay unchanged, and
+       the files would be opened as the wrong account. */
+    if (setfsuid((uid_t)-1) != (int)uid || setfsgid((gid_t)-1) != (int)gid) {
+        setfsuid((uid_t)old_fsuid);
+        setfsgid((gid_t)old_fsgid);
+        syscall(SYS_setgroups, (size_t)n, saved_identity.groups);
+        return EPERM;
     }
+    saved_identity.active = 1;
+    saved_identity.fsuid = old_fsuid;
+    saved_identity.fsgid = old_fsgid;
+    saved_identity.ngroups = n;
+    return 0;
+}
+
+void tg_linux_fs_identity_leave(void) {
+    if (!saved_identity.active) return;
+    setfsuid((uid_t)saved_identity.fsuid);
+    setfsgid((gid_t)saved_identity.fsgid);
+    syscall(SYS_setgroups, (size_t)saved_identity.ngroups, saved_identity.groups);
+    saved_identity.active = 0;
+}
+
+int tg_linux_readable_as(const char *path, unsigned int uid, unsigned int gid) {
+    int problem = tg_linux_fs_identity_enter(uid, gid);
+    if (problem != 0) return problem;
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     int result = fd >= 0 ? 0 : errno;
     if (fd >= 0) close(fd);
-    if (switching) {
-        setfsuid((uid_t)old_fsuid);
-        setfsgid((gid_t)old_fsgid);
-        syscall(SYS_setgroups, (size_t)nsaved, saved);
-    }
+    tg_linux_fs_identity_leave();
     return result;
 }
 

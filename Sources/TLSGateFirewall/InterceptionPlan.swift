@@ -58,14 +58,24 @@ public struct InterceptionPlan: Sendable, Equatable {
     public var entries: [Entry]
     /// The uid the gateway runs as: `local` mode never redirects its own connections.
     public var gatewayUID: UInt32
+    /// The uids its workers run as (`worker_user`), whose upstream connections `local`
+    /// mode never redirects or rejects either; empty when they run as `gatewayUID`.
+    public var workerUIDs: [UInt32]
     /// The packet mark TPROXY sets and the policy route matches.
     public var tproxyMark: UInt32
 
-    public init(mode: Mode, clients: Clients, entries: [Entry], gatewayUID: UInt32, tproxyMark: UInt32 = 0x746c) {
+    public init(
+        mode: Mode, clients: Clients, entries: [Entry], gatewayUID: UInt32, workerUIDs: [UInt32] = [],
+        tproxyMark: UInt32 = 0x746c
+    ) {
         self.mode = mode
         self.clients = clients
         self.entries = entries
         self.gatewayUID = gatewayUID
+        self.workerUIDs = workerUIDs
         self.tproxyMark = tproxyMark
     }
+
+    /// The gateway's own uids, sorted, each once: what `local` mode leaves alone.
+    public var exemptUIDs: [UInt32] { Array(Set([gatewayUID] + workerUIDs)).sorted() }
 }

@@ -114,7 +114,7 @@ public enum Ruleset {
     /// appear or vanish (a family that had no address gets one): then the whole script.
     /// Empty when nothing changed.
     public static func elementUpdate(from old: InterceptionPlan, to new: InterceptionPlan) -> String? {
-        guard old.mode == new.mode, old.clients == new.clients, old.gatewayUID == new.gatewayUID,
+        guard old.mode == new.mode, old.clients == new.clients, old.exemptUIDs == new.exemptUIDs,
             old.tproxyMark == new.tproxyMark, old.entries.count == new.entries.count
         else { return nil }
         var lines: [String] = []
@@ -184,7 +184,7 @@ public enum Ruleset {
             for entry in active {
                 for v6 in [false, true] where hasFamily(entry, v6: v6) {
                     lines.append(
-                        "    meta skuid != \(plan.gatewayUID) \(daddr(entry, v6: v6)) tcp dport \(entry.matchPort) redirect to :\(entry.listenPort) comment \"\(entry.name)\"")
+                        "    \(ownConnectionsExempt(plan)) \(daddr(entry, v6: v6)) tcp dport \(entry.matchPort) redirect to :\(entry.listenPort) comment \"\(entry.name)\"")
                 }
             }
             lines.append("  }")
@@ -227,13 +227,21 @@ public enum Ruleset {
             for entry in plan.entries {
                 for v6 in [false, true] where hasFamily(entry, v6: v6) {
                     lines.append(
-                        "    meta skuid != \(plan.gatewayUID) \(daddr(entry, v6: v6)) tcp dport \(entry.matchPort) counter reject with tcp reset comment \"\(entry.name) fail-closed\"")
+                        "    \(ownConnectionsExempt(plan)) \(daddr(entry, v6: v6)) tcp dport \(entry.matchPort) counter reject with tcp reset comment \"\(entry.name) fail-closed\"")
                 }
             }
             lines.append("  }")
         }
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `local` mode's match for every connection but the gateway's own (the supervisor's
+    /// and its workers' uids): `meta skuid != 999`, or `meta skuid != { 995, 999 }`.
+    static func ownConnectionsExempt(_ plan: InterceptionPlan) -> String {
+        let uids = plan.exemptUIDs
+        if uids.count == 1 { return "meta skuid != \(uids[0])" }
+        return "meta skuid != { \(uids.map(String.init).joined(separator: ", ")) }"
     }
 
     /// The client sets and one pair of destination sets per policy: name, type, elements.

@@ -1,10 +1,12 @@
 extension GatewayConfig {
     /// One line describing the config, as `tlsgate check --config` prints it before the
     /// policy lines:
-    /// `config tlsgate.toml: mode redirect, from 198.18.0.0/24,2001:2::/64, listen ::, user tlsgate`.
+    /// `config tlsgate.toml: mode redirect, from 198.18.0.0/24,2001:2::/64, listen ::, user tlsgate, workers as tlsgate-worker`.
     ///
     /// Local mode leaves out `from` and `interfaces` (ignored); tproxy mode adds the mark
-    /// and the routing table; without `user` it says `user unchanged`.
+    /// and the routing table; without `user` it says `user unchanged`. Then the workers'
+    /// account: `workers as tlsgate-worker`, `workers as tlsgate-w-POLICY` (per-policy) or
+    /// `workers as the gateway's account` (same).
     public var summaryLine: String {
         var parts = ["mode \(intercept.mode.rawValue)"]
         switch intercept.mode {
@@ -23,6 +25,7 @@ extension GatewayConfig {
         }
         parts.append("listen \(intercept.listen)")
         parts.append("user \(user ?? "unchanged")")
+        parts.append("workers as \(workerUser == .perPolicy ? "\(WorkerUser.perPolicyPrefix)POLICY" : workerUser == .same ? "the gateway's account" : "\(workerUser)")")
         return "config \(sourcePath): " + parts.joined(separator: ", ")
     }
 }

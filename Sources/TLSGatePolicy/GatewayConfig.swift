@@ -272,6 +272,10 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
     /// who we are. A user name `[a-z_][a-z0-9_-]*` of at most 32 characters; whether the
     /// account exists is checked by the loader's `accountProblem` (`run`, `check`, `rules`).
     public var user: String?
+    /// `worker_user`: the account the workers run as (default `"tlsgate-worker"`; see
+    /// `WorkerUser`). A name is checked for form here, for existence by the loader's
+    /// `accountProblem`, and against the gateway's own account and privileges by `run`.
+    public var workerUser: WorkerUser
     public var intercept: Intercept
     public var log: Log
     public var workers: Workers
@@ -279,7 +283,8 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
     public var dns: DNS
 
     public init(
-        sourcePath: String, policies: String, user: String? = nil, intercept: Intercept = Intercept(),
+        sourcePath: String, policies: String, user: String? = nil, workerUser: WorkerUser = .default,
+        intercept: Intercept = Intercept(),
         log: Log = Log(), workers: Workers = Workers(), admin: Admin = Admin(), dns: DNS = DNS()
     ) {
         self.admin = admin
@@ -287,6 +292,7 @@ public struct GatewayConfig: Sendable, Equatable, Codable {
         self.sourcePath = sourcePath
         self.policies = policies
         self.user = user
+        self.workerUser = workerUser
         self.intercept = intercept
         self.log = log
         self.workers = workers

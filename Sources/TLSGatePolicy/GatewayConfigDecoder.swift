@@ -8,6 +8,8 @@ package struct GatewayConfigDecoder {
         var from: Int?
         /// `user`, or nil when the file does not set it.
         var user: Int?
+        /// `worker_user`, or nil when the file does not set it.
+        var workerUser: Int?
     }
 
     private var fields: TOMLFields
@@ -19,6 +21,9 @@ package struct GatewayConfigDecoder {
     package init(file: String, root: TOMLTable) {
         fields = TOMLFields(file: file, root: root)
     }
+
+    /// What `isValidUserName` accepts, as the errors say it.
+    static let userNameRule = "use lowercase letters, digits, \"_\" and \"-\", starting with a letter or \"_\", at most 32 characters"
 
     /// `[a-z_][a-z0-9_-]*`, at most 32 characters: what `useradd` accepts by default.
     static func isValidUserName(_ name: String) -> Bool {
@@ -46,15 +51,16 @@ package struct GatewayConfigDecoder {
         fields.checkStructure(GatewayConfigSchema.schema)
         let policies = decodePolicies()
         let user = decodeUser()
+        let workerUser = decodeWorkerUser(user: user)
         let intercept = decodeIntercept()
         let log = decodeLog()
         let workers = decodeWorkers()
         let admin = decodeAdmin()
         let dns = decodeDNS()
         // An error anywhere (user included, which is optional) means no config.
-        guard !fields.hasErrors, let policies, let intercept, let log, let workers, let admin, let dns else { return nil }
+        guard !fields.hasErrors, let policies, let workerUser, let intercept, let log, let workers, let admin, let dns else { return nil }
         return GatewayConfig(
-            sourcePath: file, policies: policies, user: user, intercept: intercept, log: log, workers: workers, admin: admin,
+            sourcePath: file, policies: policies, user: user, workerUser: workerUser, intercept: intercept, log: log, workers: workers, admin: admin,
             dns: dns)
     }
 
@@ -96,13 +102,48 @@ package struct GatewayConfigDecoder {
         guard Self.isValidUserName(name) else {
             fields.error(
                 value.line,
-                "user \(quoted(name)) is not a valid user name: use lowercase letters, digits, \"_\" and \"-\", starting with a letter or \"_\", at most 32 characters")
+                "user \(quoted(name)) is not a valid user name: \(Self.userNameRule)")
             return nil
         }
         if name == "root" {
             fields.warning(value.line, "user \"root\" keeps every privilege: use a dedicated account such as \"tlsgate\"")
         }
         return name
+    }
+
+    /// `worker_user`: the default when not set; nil when wrong (after reporting).
+    private mutating func decodeWorkerUser(user: String?) -> WorkerUser? {
+        guard let value = fields.value(nil, "worker_user") else { return .default }
+        lines.workerUser = value.line
+        let choices = "an account name such as \"\(WorkerUser.defaultAccount)\", \"\(WorkerUser.perPolicyKeyword)\" or \"\(WorkerUser.sameKeyword)\""
+        guard let name = fields.string(nil, "worker_user", what: choices) else { return nil }
+        switch name {
+        case WorkerUser.perPolicyKeyword: return .perPolicy
+        case WorkerUser.sameKeyword: return .same
+        case "":
+            fields.error(
+                value.line,
+                "worker_user is empty: remove the key for the default \"\(WorkerUser.defaultAccount)\", or write \"\(WorkerUser.sameKeyword)\" to run the workers as the gateway's own account")
+            return nil
+        default: break
+        }
+        guard Self.isValidUserName(name) else {
+            fields.error(
+                value.line,
+                "worker_user \(quoted(name)) is not a valid user name: \(Self.userNameRule) (or \"\(WorkerUser.perPolicyKeyword)\", \"\(WorkerUser.sameKeyword)\")")
+            return nil
+        }
+        if name == "root" {
+            fields.error(value.line, "worker_user \"root\": workers never run as root: use a dedicated account such as \"\(WorkerUser.defaultAccount)\"")
+            return nil
+        }
+        if name == user {
+            fields.error(
+                value.line,
+                "worker_user \(quoted(name)) is the gateway's own account (user): a worker could then signal the supervisor and read what it reads; use a second account such as \"\(WorkerUser.defaultAccount)\", or write worker_user = \"\(WorkerUser.sameKeyword)\" to choose that knowingly")
+            return nil
+        }
+        return .account(name)
     }
 
     // MARK: - [intercept]

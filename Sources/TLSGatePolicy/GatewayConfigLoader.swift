@@ -30,14 +30,42 @@ public enum GatewayConfigLoader {
     /// `accountProblem` (see `AccountCheck`) checks that the `user` account exists: this
     /// module reads no account database, so `tlsgate run` and `tlsgate check` pass the same
     /// lookup and report a missing account with the same `file:line: message`.
+    ///
+    /// `fileScope`, given the valid config, says how each policy's named files are read
+    /// (see `PolicyLoader.FileScope`: as the account its worker runs as, `worker_user`).
     public static func loadAll(
-        _ path: String, tlsCheck: TLSSettingsCheck? = nil, accountProblem: AccountCheck? = nil
+        _ path: String, tlsCheck: TLSSettingsCheck? = nil, accountProblem: AccountCheck? = nil,
+        fileScope: ((GatewayConfig) -> PolicyLoader.FileScope?)? = nil
     ) -> (config: GatewayConfig?, policies: [Policy], diagnostics: [Diagnostic]) {
         let loaded = loadDetailed(path, accountProblem: accountProblem)
         guard let config = loaded.config else { return (nil, [], loaded.diagnostics) }
-        let result = PolicyLoader.loadDirectory(config.policies, tlsCheck: tlsCheck)
+        let result = PolicyLoader.loadDirectory(config.policies, tlsCheck: tlsCheck, fileScope: fileScope?(config))
         let coverage = familyWarnings(config, policies: result.policies, fromLine: loaded.lines.from)
-        return (config, result.policies, loaded.diagnostics + coverage + result.diagnostics)
+        let accounts = perPolicyAccountErrors(
+            config, policies: result.policies, line: loaded.lines.workerUser, accountProblem: accountProblem)
+        return (config, result.policies, loaded.diagnostics + coverage + result.diagnostics + accounts)
+    }
+
+    /// With `worker_user = "per-policy"`, one error on the `worker_user` line per policy
+    /// whose account (`tlsgate-w-NAME`) is not a valid user name or does not exist.
+    static func perPolicyAccountErrors(
+        _ config: GatewayConfig, policies: [Policy], line: Int?, accountProblem: AccountCheck?
+    ) -> [Diagnostic] {
+        guard config.workerUser == .perPolicy else { return [] }
+        var errors: [Diagnostic] = []
+        for policy in policies {
+            guard let account = config.workerUser.accountName(forPolicy: policy.name) else { continue }
+            let start = "worker_user = \"\(WorkerUser.perPolicyKeyword)\": policy \(policy.name) runs as \"\(account)\""
+            if !GatewayConfigDecoder.isValidUserName(account) {
+                errors.append(
+                    .error(
+                        config.sourcePath, line,
+                        "\(start), which is not a valid user name (lowercase letters, digits, \"_\" and \"-\", at most 32 characters): rename \(policy.sourcePath) or use one shared worker_user"))
+            } else if let accountProblem, let problem = accountProblem(account) {
+                errors.append(.error(config.sourcePath, line, "\(start): \(problem)"))
+            }
+        }
+        return errors
     }
 
     /// Warnings for policies with networks of an IP family that no `[intercept] from`
@@ -64,7 +92,15 @@ public enum GatewayConfigLoader {
         return warnings
     }
 
-    /// Given the `user` name, why that account cannot be used (e.g. `no account named
+    /// The line of `worker_user` in the config file at `path`, or nil when it is not set (or
+    /// the file cannot be read): for the errors about it that `run` and `check` add after
+    /// loading (the privileges to use it, the accounts it names).
+    public static func workerUserLine(_ path: String) -> Int? {
+        guard let text = try? TextFile.readText(path, limit: maximumFileSize) else { return nil }
+        return TOMLReader.read(text).table["worker_user"]?.line
+    }
+
+    /// Given the `user` (or `worker_user`) name, why that account cannot be used (e.g. `no account named
     /// "x": create it …`), or nil when it can. The loader reports the reason as an error on
     /// the `user` line: `tlsgate.toml:2: user "x": no account named "x": …`.
     public typealias AccountCheck = @Sendable (String) -> String?
@@ -94,6 +130,11 @@ public enum GatewayConfigLoader {
         var diagnostics = decoder.diagnostics
         if let user = config?.user, let accountProblem, let problem = accountProblem(user) {
             diagnostics.append(.error(path, decoder.lines.user, "user \"\(user)\": \(problem)"))
+            config = nil
+        }
+        if case .account(let worker) = config?.workerUser, let accountProblem, let problem = accountProblem(worker) {
+            let given = decoder.lines.workerUser == nil ? " (the default)" : ""
+            diagnostics.append(.error(path, decoder.lines.workerUser, "worker_user \"\(worker)\"\(given): \(problem)"))
             config = nil
         }
         return LoadedConfig(

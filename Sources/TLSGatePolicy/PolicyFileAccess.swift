@@ -25,8 +25,30 @@ public enum PolicyFileAccess {
                 result.append(
                     .error(
                         policy.sourcePath, lines.line(of: file.key, path: file.path),
-                        "\(file.key): \(file.path) cannot be read by the account \"\(account)\" the workers run as (\(why)): make it readable by that account (e.g. chown root:\(account) and chmod 640 for a key; 644 for a certificate or CRL) and its folders searchable"
+                        "\(file.key): \(file.path) cannot be read by the account \"\(account)\" the workers run as (\(why)): make it readable by that account (a key: chown \(account) and chmod 600; a certificate or CRL: chmod 644) and its folders searchable"
                     ))
+            }
+        }
+        return result
+    }
+
+    /// With one account per policy (`worker_user = "per-policy"`): one error per client key
+    /// that the account of another policy can read too, so that policy's worker could use
+    /// it. `readable(path, other)` tells whether `other`'s account can open `path`.
+    public static func clientKeysShared(
+        by policies: [Policy], account: (Policy) -> String, readable: (String, Policy) -> Bool
+    ) -> [Diagnostic] {
+        var result: [Diagnostic] = []
+        for policy in policies {
+            guard let key = policy.tls.clientKey else { continue }
+            let own = account(policy)
+            for other in policies where other.name != policy.name && account(other) != own && readable(key, other) {
+                result.append(
+                    .error(
+                        policy.sourcePath, KeyLines(policy: policy).line(of: "client_key", path: key),
+                        "client_key: \(key) can also be read by the account \"\(account(other))\" of policy \(other.name): with worker_user = \"per-policy\" a client key must be readable by its own policy's account only (chown \(own) and chmod 600)"
+                    ))
+                break
             }
         }
         return result

@@ -16,6 +16,9 @@ package struct PolicyFileDecoder {
 
     private var fields: TOMLFields
     private(set) var lines = Lines()
+    /// The account the files this policy names are read as (its worker's, `worker_user`),
+    /// for the messages about a file that cannot be read; nil: this process.
+    var readerAccount: String?
 
     /// The path as the caller gave it: used in diagnostics and to resolve CA paths.
     var file: String { fields.file }
@@ -531,7 +534,7 @@ package struct PolicyFileDecoder {
         do {
             bytes = try TextFile.readBytes(shown, limit: 64 << 20)
         } catch {
-            self.error(line, "\(key): cannot read \(quoted(shown)): \(error.reason)")
+            self.error(line, "\(key): cannot read \(quoted(shown))\(asReader): \(error.reason)")
             return nil
         }
         guard Self.contains(bytes, Array(marker.utf8)) else {
@@ -580,6 +583,11 @@ package struct PolicyFileDecoder {
         }
     }
 
+    /// ` as the account "x" the workers run as`, or nothing when read as this process.
+    private var asReader: String {
+        readerAccount.map { " as the account \(quoted($0)) the workers run as" } ?? ""
+    }
+
     /// Checks a CA bundle named in `trust` and returns its absolute path.
     private mutating func caFile(_ text: String, line: Int) -> String? {
         let shown = PathText.join(PathText.directory(of: file), text)
@@ -587,7 +595,7 @@ package struct PolicyFileDecoder {
         do {
             bytes = try TextFile.readBytes(shown, limit: 16 << 20)
         } catch {
-            self.error(line, "trust: cannot read CA file \(quoted(shown)): \(error.reason)")
+            self.error(line, "trust: cannot read CA file \(quoted(shown))\(asReader): \(error.reason)")
             return nil
         }
         let marker = Array("-----BEGIN CERTIFICATE-----".utf8)

@@ -12,7 +12,10 @@ public enum PolicyLoader {
     /// claim the same destination and match port). A missing or empty folder is an error.
     ///
     /// `tlsCheck`, when given, runs on every policy without errors (see `TLSSettingsCheck`).
-    public static func loadDirectory(_ path: String, tlsCheck: TLSSettingsCheck? = nil) -> PolicyLoadResult {
+    /// `fileScope`, when given, wraps each policy's decoding and dry run (see `FileScope`).
+    public static func loadDirectory(
+        _ path: String, tlsCheck: TLSSettingsCheck? = nil, fileScope: FileScope? = nil
+    ) -> PolicyLoadResult {
         guard let isDirectory = TextFile.isDirectory(path) else {
             return PolicyLoadResult(policies: [], diagnostics: [.error(path, nil, "no such directory")])
         }
@@ -29,12 +32,20 @@ public enum PolicyLoader {
         guard !files.isEmpty else {
             return PolicyLoadResult(policies: [], diagnostics: [.error(path, nil, "no policy files (*.toml) in this directory")])
         }
-        return load(files: files.map { PathText.join(path, $0) }, tlsCheck: tlsCheck)
+        return load(files: files.map { PathText.join(path, $0) }, tlsCheck: tlsCheck, fileScope: fileScope)
     }
 
+    /// Runs `body` (the decoding of policy `name`'s file, which reads the files it names,
+    /// and the dry run of its `[tls]` table) as whoever reads those files: `tlsgate run`,
+    /// `check` and reload pass one that takes the file identity of the policy's worker
+    /// account, since a client key belongs to that account (mode 0600) and the supervisor's
+    /// own account may not read it. The policy file itself is read before, as this process.
+    /// `body` gets the name of the account it runs as (nil: this process), for messages.
+    public typealias FileScope = (_ name: String, _ body: (_ account: String?) -> Void) -> Void
+
     /// Loads the given policy files (in this order) and checks them against each other.
-    public static func load(files: [String], tlsCheck: TLSSettingsCheck? = nil) -> PolicyLoadResult {
-        let loaded = files.map { loadDetailed($0, tlsCheck: tlsCheck) }
+    public static func load(files: [String], tlsCheck: TLSSettingsCheck? = nil, fileScope: FileScope? = nil) -> PolicyLoadResult {
+        let loaded = files.map { loadDetailed($0, tlsCheck: tlsCheck, fileScope: fileScope) }
         let conflicts = conflictDiagnostics(loaded)
         var policies: [Policy] = []
         var diagnostics: [Diagnostic] = []
@@ -65,7 +76,7 @@ public enum PolicyLoader {
         let lines: PolicyFileDecoder.Lines
     }
 
-    static func loadDetailed(_ path: String, tlsCheck: TLSSettingsCheck? = nil) -> LoadedFile {
+    static func loadDetailed(_ path: String, tlsCheck: TLSSettingsCheck? = nil, fileScope: FileScope? = nil) -> LoadedFile {
         let text: String
         do {
             text = try TextFile.readText(path, limit: maximumFileSize)
@@ -80,15 +91,25 @@ public enum PolicyLoader {
             return LoadedFile(path: path, policy: nil, diagnostics: diagnostics, lines: .init())
         }
         var decoder = PolicyFileDecoder(file: path, root: document.table)
-        var policy = decoder.decode()
-        var diagnostics = decoder.diagnostics
-        if let decoded = policy, let tlsCheck {
-            // The dry run: the TLS library builds the policy's context, without connecting.
-            let problems = tlsCheck(decoded.tls)
-            for problem in problems {
-                diagnostics.append(.error(path, decoder.line(of: problem.key, in: "tls"), problem.message))
+        var policy: Policy?
+        var diagnostics: [Diagnostic] = []
+        let decode = { (account: String?) in
+            decoder.readerAccount = account
+            policy = decoder.decode()
+            diagnostics = decoder.diagnostics
+            if let decoded = policy, let tlsCheck {
+                // The dry run: the TLS library builds the policy's context, without connecting.
+                let problems = tlsCheck(decoded.tls)
+                for problem in problems {
+                    diagnostics.append(.error(path, decoder.line(of: problem.key, in: "tls"), problem.message))
+                }
+                if !problems.isEmpty { policy = nil }
             }
-            if !problems.isEmpty { policy = nil }
+        }
+        if let fileScope {
+            fileScope(PathText.stem(of: path), decode)
+        } else {
+            decode(nil)
         }
         return LoadedFile(path: path, policy: policy, diagnostics: diagnostics, lines: decoder.lines)
     }

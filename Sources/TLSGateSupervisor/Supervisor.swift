@@ -133,13 +133,24 @@ public final class Supervisor: @unchecked Sendable {
                 let unresolved = Self.payload(WorkerAssignment(
                     policy: policy, mode: assignment.mode, drainTimeout: assignment.drainTimeout, threads: assignment.threads))
             else { continue }
-            let version = PolicyFingerprint.of(assignment: unresolved, log: config.log, policy: resolved)
+            // The files are hashed as the worker's account reads them (a client key is its own).
+            let version = withWorkerFileIdentity(policy.name) {
+                PolicyFingerprint.of(assignment: unresolved, log: config.log, policy: resolved)
+            }
             // A version already running keeps what its workers know: `followHostAddresses`
             // then brings it (workers, sets) to the addresses just resolved.
             if versions[version] == nil { versions[version] = (resolved, payload, policy) }
             result[policy.name] = version
         }
         return result
+    }
+
+    /// `body` with this thread opening files as policy `name`'s worker account (as itself
+    /// with `worker_user = "same"`, or when the account cannot be found).
+    private func withWorkerFileIdentity<T>(_ name: String, _ body: () -> T) -> T {
+        guard let account = config.workerUser.accountName(forPolicy: name).flatMap({ try? Privileges.lookup(user: $0) })
+        else { return body() }
+        return Privileges.withFileIdentity(of: account) { _ in body() }
     }
 
     /// An assignment as the JSON line a worker reads.
@@ -207,7 +218,7 @@ public final class Supervisor: @unchecked Sendable {
                 return .spawnFailed(id, reason: "no listening socket or policy for \(name)")
             }
             do {
-                let process = try spawnWorker(id: id, socket: socket, payload: assigned.payload)
+                let process = try spawnWorker(id: id, policy: name, socket: socket, payload: assigned.payload)
                 processes[id] = process
                 workerIDs[process.pid] = id
                 return .spawned(id, pid: process.pid)
@@ -253,9 +264,17 @@ public final class Supervisor: @unchecked Sendable {
 
     // MARK: workers
 
-    /// Spawns a worker on `socket` with its control channel at descriptor 4, hands it its
-    /// assignment, and listens for its reports.
-    private func spawnWorker(id: WorkerTable.WorkerID, socket: ListenSocket, payload: Data) throws -> WorkerProcess {
+    /// Spawns a worker on `socket` with its control channel at descriptor 4, as the
+    /// account `worker_user` gives `policy` (the supervisor's own with `"same"`), hands it
+    /// its assignment, and listens for its reports. An account that cannot be found is a
+    /// failed spawn (the table backs off and retries), never a worker under the
+    /// supervisor's account.
+    private func spawnWorker(id: WorkerTable.WorkerID, policy: String, socket: ListenSocket, payload: Data) throws -> WorkerProcess {
+        var account: (uid: uid_t, gid: gid_t)?
+        if let name = config.workerUser.accountName(forPolicy: policy) {
+            let found = try Privileges.lookup(user: name)
+            account = (found.uid, found.gid)
+        }
         let channel = try ProcessSpawner.makeSocketPair()
         let arguments = [
             options.executable, "worker", "--listen-fd", "3", "--control-fd", "4",
@@ -268,7 +287,7 @@ public final class Supervisor: @unchecked Sendable {
         do {
             pid = try ProcessSpawner.spawn(
                 path: options.executable, arguments: arguments, environment: environment,
-                descriptors: [socket.descriptor, channel.child])
+                descriptors: [socket.descriptor, channel.child], account: account)
         } catch {
             close(channel.parent)
             close(channel.child)
@@ -362,11 +381,11 @@ public final class Supervisor: @unchecked Sendable {
             return
         }
         if newConfig.intercept.mode != config.intercept.mode || newConfig.intercept.listen != config.intercept.listen
-            || newConfig.user != config.user
+            || newConfig.user != config.user || newConfig.workerUser != config.workerUser
         {
-            logger.error("reload refused: changing intercept.mode, intercept.listen or user needs a restart")
+            logger.error("reload refused: changing intercept.mode, intercept.listen, user or worker_user needs a restart")
             reloadRefused(
-                ["\(newConfig.sourcePath): changing intercept.mode, intercept.listen or user needs a restart (the running configuration stays)"],
+                ["\(newConfig.sourcePath): changing intercept.mode, intercept.listen, user or worker_user needs a restart (the running configuration stays)"],
                 reply: reply)
             return
         }
@@ -449,6 +468,13 @@ public final class Supervisor: @unchecked Sendable {
         return Self.plan(config: config, policies: live, gatewayUID: options.gatewayUID, disabled: off)
     }
 
+    /// The uids the workers of `policies` run as under `worker_user` (none with `"same"`;
+    /// an account that cannot be found is left out: its worker cannot start either).
+    public static func workerUIDs(_ config: GatewayConfig, policies: [String]) -> [UInt32] {
+        let names = Set(policies.compactMap { config.workerUser.accountName(forPolicy: $0) })
+        return names.compactMap { try? Privileges.lookup(user: $0).uid }.sorted()
+    }
+
     /// Before the first rules of this run: conntrack entries of flows an earlier run
     /// redirected to its (now dead) listen ports would refuse clients reusing their source
     /// port for up to their timeout (`Conntrack`).
@@ -500,8 +526,11 @@ public final class Supervisor: @unchecked Sendable {
         case .tproxy: mode = .tproxy
         case .local: mode = .local
         }
+        // Local mode leaves the workers' own (upstream) connections alone too.
+        let workers = mode == .local ? workerUIDs(config, policies: entries.map(\.name)) : []
         return InterceptionPlan(
-            mode: mode, clients: clients, entries: entries, gatewayUID: gatewayUID, tproxyMark: config.intercept.tproxyMark)
+            mode: mode, clients: clients, entries: entries, gatewayUID: gatewayUID, workerUIDs: workers,
+            tproxyMark: config.intercept.tproxyMark)
     }
 
     private func installTProxyRouting() throws {

@@ -23,8 +23,9 @@ struct RunCommand: ParsableCommand {
             installs the nftables table `inet tlsgate`, and starts one worker per policy. \
             SIGHUP reloads (an invalid new config keeps the old one), SIGTERM or SIGINT drains \
             and removes the table. Started as root it becomes the config's `user` keeping only \
-            CAP_NET_ADMIN; started by systemd as that user with AmbientCapabilities=CAP_NET_ADMIN \
-            it never has root.
+            CAP_NET_ADMIN (and CAP_SETUID, CAP_SETGID, CAP_KILL to run the workers as \
+            `worker_user`); started by systemd as that user with AmbientCapabilities it never \
+            has root.
             """
     )
 
@@ -136,7 +137,17 @@ struct RunCommand: ParsableCommand {
         return try UnixSocket.listen(path: path, owner: owner)
     }
 
+    /// What the supervisor keeps, as logged.
+    static func capabilities(_ workerAccounts: Bool) -> String {
+        workerAccounts
+            ? "CAP_NET_ADMIN (ambient, for nft and ip) and CAP_SETUID, CAP_SETGID, CAP_KILL (not ambient, for worker_user)"
+            : "CAP_NET_ADMIN only"
+    }
+
     private func dropPrivileges(_ config: GatewayConfig, logger: Logger) throws {
+        // Workers under their own account: the supervisor keeps what starting, checking and
+        // signalling them needs (GatewayValidation has checked that it has it).
+        let workerAccounts = config.workerUser != .same
         if Privileges.isRoot {
             guard let user = config.user, user != "root" else {
                 if allowRoot {
@@ -156,11 +167,11 @@ struct RunCommand: ParsableCommand {
             } catch {
                 throw ValidationError("\(config.sourcePath): user = \"\(user)\": \(error)")
             }
-            try Privileges.becomeGateway(account)
-            logger.info("running as \(account.name) with CAP_NET_ADMIN only", metadata: ["uid": "\(account.uid)"])
+            try Privileges.becomeGateway(account, workerAccounts: workerAccounts)
+            logger.info("running as \(account.name) with \(Self.capabilities(workerAccounts))", metadata: ["uid": "\(account.uid)"])
         } else {
-            try Privileges.keepOnlyNetAdmin()
-            logger.info("running with CAP_NET_ADMIN only", metadata: ["uid": "\(getuid())"])
+            try Privileges.keepGatewayCapabilities(workerAccounts: workerAccounts)
+            logger.info("running with \(Self.capabilities(workerAccounts))", metadata: ["uid": "\(getuid())"])
         }
     }
 }

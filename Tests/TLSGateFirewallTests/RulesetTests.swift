@@ -103,6 +103,17 @@ import Testing
         #expect(!body.contains("prerouting"))
     }
 
+    @Test func localModeSkipsTheWorkersUIDsToo() {
+        let plan = InterceptionPlan(mode: .local, clients: .init(), entries: [http], gatewayUID: 997, workerUIDs: [995, 997, 1001])
+        #expect(Ruleset.body(for: plan).contains("meta skuid != { 995, 997, 1001 } ip daddr @dst_http_dexample_v4 tcp dport 80 redirect to :41000"))
+        #expect(Ruleset.guardBody(for: plan).contains("meta skuid != { 995, 997, 1001 } ip daddr @dst_http_dexample_v4 tcp dport 80 counter reject with tcp reset"))
+        // Another worker uid is another rule, not an element update.
+        var other = plan
+        other.workerUIDs = [996]
+        #expect(Ruleset.elementUpdate(from: plan, to: other) == nil)
+        #expect(Ruleset.elementUpdate(from: plan, to: plan) == "")
+    }
+
     @Test func scriptCreatesMissingTables() {
         let plan = InterceptionPlan(mode: .redirect, clients: .init(ipv4: ["198.18.0.0/24"]), entries: [ldap], gatewayUID: 1)
         let script = Ruleset.script(for: plan)

@@ -187,7 +187,7 @@ private func replacing(_ old: String, with new: String) -> String {
         defer { Fixtures.remove(directory) }
         try FileManager.default.createDirectory(atPath: directory + "/policies", withIntermediateDirectories: true)
         let path = directory + "/tlsgate.toml"
-        let lookup: GatewayConfigLoader.AccountCheck = { $0 == "tlsgate" ? nil : "no account named \"\($0)\"" }
+        let lookup: GatewayConfigLoader.AccountCheck = { ["tlsgate", "tlsgate-worker"].contains($0) ? nil : "no account named \"\($0)\"" }
         let (config, policies, found) = GatewayConfigLoader.loadAll(path, accountProblem: lookup)
         #expect(config == nil && policies.isEmpty)
         #expect(found.map(\.description) == ["\(path):2: user \"nosuchuser\": no account named \"nosuchuser\""])
@@ -197,8 +197,80 @@ private func replacing(_ old: String, with new: String) -> String {
         // An existing account, or no user at all, passes.
         try ("user = \"tlsgate\"\n" + baseConfig).write(toFile: path, atomically: true, encoding: .utf8)
         #expect(GatewayConfigLoader.load(path, accountProblem: lookup).diagnostics == [])
-        try baseConfig.write(toFile: path, atomically: true, encoding: .utf8)
+        try ("worker_user = \"same\"\n" + baseConfig).write(toFile: path, atomically: true, encoding: .utf8)
         #expect(GatewayConfigLoader.load(path, accountProblem: { _ in "never asked" }).diagnostics == [])
+    }
+
+    // MARK: - worker_user
+
+    @Test func workerUserValuesAndDefault() throws {
+        #expect(try loadConfig(baseConfig).0?.workerUser == .account("tlsgate-worker"))
+        #expect(try loadConfig("worker_user = \"gw-work_1\"\n" + baseConfig).0?.workerUser == .account("gw-work_1"))
+        #expect(try loadConfig("worker_user = \"per-policy\"\n" + baseConfig).0?.workerUser == .perPolicy)
+        #expect(try loadConfig("worker_user = \"same\"\n" + baseConfig).0?.workerUser == .same)
+        #expect(WorkerUser.perPolicy.accountName(forPolicy: "web") == "tlsgate-w-web")
+        #expect(WorkerUser.default.accountName(forPolicy: "web") == "tlsgate-worker")
+        #expect(WorkerUser.same.accountName(forPolicy: "web") == nil)
+    }
+
+    @Test func workerUserErrors() throws {
+        let rule = "use lowercase letters, digits, \"_\" and \"-\", starting with a letter or \"_\", at most 32 characters (or \"per-policy\", \"same\")"
+        #expect(try configDiagnostics("worker_user = \"Worker\"\n" + baseConfig) == [
+            "tlsgate.toml:1: worker_user \"Worker\" is not a valid user name: \(rule)"
+        ])
+        #expect(try configDiagnostics("worker_user = \"\"\n" + baseConfig) == [
+            "tlsgate.toml:1: worker_user is empty: remove the key for the default \"tlsgate-worker\", or write \"same\" to run the workers as the gateway's own account"
+        ])
+        #expect(try configDiagnostics("worker_user = 65534\n" + baseConfig) == [
+            "tlsgate.toml:1: worker_user must be an account name such as \"tlsgate-worker\", \"per-policy\" or \"same\", got an integer"
+        ])
+        #expect(try configDiagnostics("worker_user = \"root\"\n" + baseConfig) == [
+            "tlsgate.toml:1: worker_user \"root\": workers never run as root: use a dedicated account such as \"tlsgate-worker\""
+        ])
+        #expect(try configDiagnostics("user = \"tlsgate\"\nworker_user = \"tlsgate\"\n" + baseConfig) == [
+            "tlsgate.toml:2: worker_user \"tlsgate\" is the gateway's own account (user): a worker could then signal the supervisor and read what it reads; use a second account such as \"tlsgate-worker\", or write worker_user = \"same\" to choose that knowingly"
+        ])
+        #expect(try configDiagnostics(baseConfig + "\n[workers]\nworker_user = \"x\"").first?.contains("unknown key \"worker_user\" in [workers]") == true)
+        #expect(try loadConfig("worker_user = \"root\"\n" + baseConfig).0 == nil)
+    }
+
+    @Test func unknownWorkerAccountIsAnErrorOnItsLineOrForTheDefault() throws {
+        let directory = try Fixtures.folder(["tlsgate.toml": "# comment\nworker_user = \"nosuchworker\"\n" + baseConfig])
+        defer { Fixtures.remove(directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/policies", withIntermediateDirectories: true)
+        let path = directory + "/tlsgate.toml"
+        let lookup: GatewayConfigLoader.AccountCheck = { $0 == "tlsgate" ? nil : "no account named \"\($0)\"" }
+        let (config, found) = GatewayConfigLoader.load(path, accountProblem: lookup)
+        #expect(config == nil)
+        #expect(found.map(\.description) == ["\(path):2: worker_user \"nosuchworker\": no account named \"nosuchworker\""])
+        #expect(GatewayConfigLoader.workerUserLine(path) == 2)
+        // Not written: the default account is looked up all the same, and named as such.
+        try baseConfig.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(GatewayConfigLoader.load(path, accountProblem: lookup).diagnostics.map(\.description) == [
+            "\(path): worker_user \"tlsgate-worker\" (the default): no account named \"tlsgate-worker\""
+        ])
+        #expect(GatewayConfigLoader.workerUserLine(path) == nil)
+        // "same" names no account to look up.
+        try ("worker_user = \"same\"\n" + baseConfig).write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(GatewayConfigLoader.load(path, accountProblem: lookup).diagnostics == [])
+    }
+
+    @Test func perPolicyAccountsAreLookedUpForEachPolicy() throws {
+        let directory = try Fixtures.folder(["tlsgate.toml": "worker_user = \"per-policy\"\n" + baseConfig])
+        defer { Fixtures.remove(directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/policies", withIntermediateDirectories: true)
+        for (name, network) in [("web", "203.0.113.0"), ("Api", "198.51.100.0"), ("mail", "192.0.2.0")] {
+            try basePolicy.replacingOccurrences(of: "203.0.113.0", with: network)
+                .write(toFile: "\(directory)/policies/\(name).toml", atomically: false, encoding: .utf8)
+        }
+        let path = directory + "/tlsgate.toml"
+        let lookup: GatewayConfigLoader.AccountCheck = { $0 == "tlsgate-w-web" ? nil : "no account named \"\($0)\"" }
+        let (config, policies, found) = GatewayConfigLoader.loadAll(path, accountProblem: lookup)
+        #expect(config?.workerUser == .perPolicy && policies.count == 3)
+        #expect(found.map(\.description) == [
+            "\(path):1: worker_user = \"per-policy\": policy Api runs as \"tlsgate-w-Api\", which is not a valid user name (lowercase letters, digits, \"_\" and \"-\", at most 32 characters): rename \(directory)/policies/Api.toml or use one shared worker_user",
+            "\(path):1: worker_user = \"per-policy\": policy mail runs as \"tlsgate-w-mail\": no account named \"tlsgate-w-mail\"",
+        ])
     }
 
     // MARK: - [intercept]
@@ -429,7 +501,7 @@ private func replacing(_ old: String, with new: String) -> String {
             "tlsgate.toml:1: unknown key \"log\" ([log] is a table: write [log] on a line of its own, then its keys below it)"
         ])
         #expect(try configDiagnostics("color = true\n" + baseConfig) == [
-            "tlsgate.toml:1: unknown key \"color\" outside any table (the top of the file takes policies and user; other keys go in [intercept], [log], [workers], [admin] or [dns])"
+            "tlsgate.toml:1: unknown key \"color\" outside any table (the top of the file takes policies, user and worker_user; other keys go in [intercept], [log], [workers], [admin] or [dns])"
         ])
         #expect(try configDiagnostics(baseConfig + "\n[log]\ncolor = true") == ["tlsgate.toml:5: unknown key \"color\""])
         #expect(try configDiagnostics(baseConfig + "\n[match]\nport = 80") == [
@@ -582,14 +654,18 @@ private func replacing(_ old: String, with new: String) -> String {
         var config = GatewayConfig(
             sourcePath: "tlsgate.toml", policies: "policies",
             intercept: .init(from: [IPNetwork("198.18.0.0/24")!, IPNetwork("2001:2::/64")!]))
-        #expect(config.summaryLine == "config tlsgate.toml: mode redirect, from 198.18.0.0/24,2001:2::/64, listen ::, user unchanged")
+        #expect(config.summaryLine == "config tlsgate.toml: mode redirect, from 198.18.0.0/24,2001:2::/64, listen ::, user unchanged, workers as tlsgate-worker")
         config.user = "tlsgate"
         config.intercept.mode = .tproxy
         config.intercept.interfaces = ["lan0", "lan1"]
         config.intercept.listen = IPAddress("0.0.0.0")!
-        #expect(config.summaryLine == "config tlsgate.toml: mode tproxy, from 198.18.0.0/24,2001:2::/64, interfaces lan0,lan1, mark 0x746c table 7468, listen 0.0.0.0, user tlsgate")
+        #expect(config.summaryLine == "config tlsgate.toml: mode tproxy, from 198.18.0.0/24,2001:2::/64, interfaces lan0,lan1, mark 0x746c table 7468, listen 0.0.0.0, user tlsgate, workers as tlsgate-worker")
         config.intercept.mode = .local
-        #expect(config.summaryLine == "config tlsgate.toml: mode local (this host's own connections), listen 0.0.0.0, user tlsgate")
+        #expect(config.summaryLine == "config tlsgate.toml: mode local (this host's own connections), listen 0.0.0.0, user tlsgate, workers as tlsgate-worker")
+        config.workerUser = .perPolicy
+        #expect(config.summaryLine.hasSuffix(", user tlsgate, workers as tlsgate-w-POLICY"))
+        config.workerUser = .same
+        #expect(config.summaryLine.hasSuffix(", user tlsgate, workers as the gateway's account"))
     }
 
     @Test func spellingSuggestions() {

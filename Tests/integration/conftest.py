@@ -462,26 +462,39 @@ def plain_client(lab):
 # --------------------------------------------------------------------------- gateway (`tlsgate run`)
 #
 # The supervisor in the gw namespace, started as root and switching to the account
-# "tlsgate" (CAP_NET_ADMIN only). Used by test_gateway.py, test_fail_closed.py, test_chaos.py.
+# "tlsgate" (CAP_NET_ADMIN; CAP_SETUID/SETGID/KILL to run its workers as "tlsgate-worker"). Used by test_gateway.py, test_fail_closed.py, test_chaos.py.
 
 GATEWAY_ACCOUNT = "tlsgate"
+# The account the workers run as (worker_user's default), apart from the supervisor's.
+WORKER_ACCOUNT = "tlsgate-worker"
+
+
+def _system_account(name):
+    """The system account `name`; created if missing (and left: it is part of an
+    installation, like the ones Scripts/setup.sh and Scripts/demo.sh create)."""
+    import pwd
+    _require_root()
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    r = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", name], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        unavailable("cannot create the account %s: %s" % (name, r.stderr.strip()))
+    return pwd.getpwnam(name)
 
 
 @pytest.fixture(scope="session")
 def tlsgate_account():
-    """The system account the gateway switches to; created if missing (and left: it is
-    part of an installation, like the one Scripts/demo.sh creates)."""
-    import pwd
-    _require_root()
-    try:
-        return pwd.getpwnam(GATEWAY_ACCOUNT)
-    except KeyError:
-        pass
-    r = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        GATEWAY_ACCOUNT], capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        unavailable("cannot create the account %s: %s" % (GATEWAY_ACCOUNT, r.stderr.strip()))
-    return pwd.getpwnam(GATEWAY_ACCOUNT)
+    """The system account the gateway switches to."""
+    return _system_account(GATEWAY_ACCOUNT)
+
+
+@pytest.fixture(scope="session")
+def worker_account():
+    """The system account the gateway's workers run as (worker_user's default)."""
+    return _system_account(WORKER_ACCOUNT)
 
 
 def gateway_policy(networks, ca, port=80, upstream_port=443, server_name="good.test", connect_timeout="3s",
@@ -636,8 +649,8 @@ def _is_tlsgate(pid):
 
 
 @pytest.fixture
-def gateway_dir(tmp_path, pki, tlsgate_account):
-    """A 0755 folder the unprivileged gateway and workers can read: root.pem (the test CA)
+def gateway_dir(tmp_path, pki, tlsgate_account, worker_account):
+    """A 0755 folder the unprivileged gateway and workers (their own account) can read: root.pem (the test CA)
     and policies/. Removed at teardown."""
     _require_worker()
     root = Path(tempfile.mkdtemp(prefix="tlsgate-gw-%d-" % os.getpid(), dir="/tmp"))
@@ -653,24 +666,29 @@ def gateway_dir(tmp_path, pki, tlsgate_account):
 @pytest.fixture
 def gateway(lab, gateway_dir, request):
     """gateway(policies={name: toml}, mode="redirect", user="tlsgate", extra="", wait=True,
-    args=(), from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", admin="") -> Gateway running
+    args=(), from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", admin="", worker_user=None,
+    wrapper=()) -> Gateway running
     `tlsgate run` in the gw namespace (stderr to a file, attached to the report).
     `extra` is appended to the config after the [workers] table, `intercept_extra` to [intercept],
     `admin` to the [admin] table, which always sets control_socket inside gateway_dir (so gateways
     of parallel runs never share /run/tlsgate/control.sock; `Gateway.control_socket`).
     `binary` runs another copy of tlsgate (the supervisor spawns its workers from that path).
+    `worker_user` adds that top-level key (default: not written, i.e. "tlsgate-worker");
+    `wrapper` is prepended to the command (e.g. setpriv, to start it as the unit would).
     Teardown on every path: SIGTERM (then SIGKILL) the supervisor, SIGKILL any worker it
     left, delete the inet tlsgate table and the TPROXY routing rules."""
     running = []
 
     def start(policies, mode="redirect", user=GATEWAY_ACCOUNT, extra="", wait=True, args=(),
               from_=("198.18.0.0/24", "2001:2::/64"), drain_timeout="10s", intercept_extra="", binary=None,
-              admin=""):
+              admin="", worker_user=None, wrapper=()):
         for name, text in policies.items():
             (gateway_dir / "policies" / ("%s.toml" % name)).write_text(text)
         for f in (gateway_dir / "policies").iterdir():
             f.chmod(0o644)
         user_line = 'user = "%s"\n' % user if user else ""
+        if worker_user is not None:
+            user_line += 'worker_user = "%s"\n' % worker_user
         (gateway_dir / "tlsgate.toml").write_text(
             'policies = "policies"\n%s\n[intercept]\nmode = "%s"\nfrom = [%s]\n%s\n'
             '[workers]\ndrain_timeout = "%s"\n%s\n[admin]\ncontrol_socket = "%s"\n%s'
@@ -679,8 +697,8 @@ def gateway(lab, gateway_dir, request):
         (gateway_dir / "tlsgate.toml").chmod(0o644)
         log_path = gateway_dir / ("gateway-%d.log" % len(running))
         with open(log_path, "wb") as logf:
-            proc = _popen(lab.exec_argv(lab.gw, [binary or TLSGATE_BIN, "run", "--config", gateway_dir / "tlsgate.toml"]
-                                        + list(args)),
+            proc = _popen(lab.exec_argv(lab.gw, list(wrapper) + [binary or TLSGATE_BIN, "run", "--config",
+                                                                  gateway_dir / "tlsgate.toml"] + list(args)),
                           stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
         g = Gateway(lab, proc, log_path, gateway_dir)
         running.append(g)

@@ -86,7 +86,7 @@ def test_check_reports_an_unknown_account_as_run_does_as_root(tmp_path):
     config = tmp_path / "tlsgate.toml"
     config.write_text('policies = "policies"\nuser = "nosuchuser"\n[intercept]\nfrom = ["198.18.0.0/24"]\n')
     expected = ('%s:2: user "nosuchuser": no account named "nosuchuser": create it '
-                '(useradd --system --no-create-home nosuchuser) or set user = in the config' % config)
+                '(useradd --system --no-create-home --shell /usr/sbin/nologin nosuchuser) or name another account' % config)
     check = tlsgate("check", "--config", config)
     assert check.returncode == 2, check.stdout + check.stderr
     assert check.stderr.splitlines() == [expected, "1 error(s) in 1 file(s)"], check.stderr

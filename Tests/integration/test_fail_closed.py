@@ -244,9 +244,10 @@ def test_policy_names_that_look_alike_get_their_own_sets(lab, tls_server, plain_
 
 
 def test_a_file_the_workers_cannot_read_is_a_config_error_not_a_crash_loop(lab, gateway, gateway_dir,
-                                                                          tlsgate_account):
+                                                                          tlsgate_account, worker_account):
     """Started as root with user = "tlsgate": a root-only (0600) CA file would be readable
-    by `check` and `run` (root) but not by the workers. Both refuse it with file:line."""
+    by `check` and `run` (root) but not by the workers (their own account, tlsgate-worker).
+    Both refuse it with file:line; so they do a file only the supervisor's account can read."""
     secret = gateway_dir / "root-only-ca.pem"
     shutil.copy(gateway_dir / "root.pem", secret)
     os.chown(secret, 0, 0)
@@ -258,14 +259,20 @@ def test_a_file_the_workers_cannot_read_is_a_config_error_not_a_crash_loop(lab, 
     g = gateway({"web": policy}, wait=False)
     assert g.proc.wait(timeout=30) == 2, g.log()
     line = next(i for i, l in enumerate(policy.splitlines(), 1) if l.startswith("trust"))
-    expected = '%s:%d: trust: %s cannot be read by the account "tlsgate"' % (chk_dir / "web.toml", line, secret)
+    expected = ('%s:%d: trust: cannot read CA file "%s" as the account "tlsgate-worker" the workers run as: '
+                'Permission denied' % (chk_dir / "web.toml", line, secret))
     assert expected in g.log(), g.log()
     assert "worker started" not in g.log(), g.log()
     check = lab.run(lab.gw, [TLSGATE_BIN, "check", "--config", gateway_dir / "tlsgate.toml"], check=False)
     assert check.returncode == 2 and expected in check.stderr, check.stdout + check.stderr
-    # Made readable by the account, the same config starts.
+    # Readable by the supervisor's account (group tlsgate) but not by the workers': the same.
     os.chown(secret, 0, tlsgate_account.pw_gid)
     secret.chmod(0o640)
+    g1 = gateway({"web": policy}, wait=False)
+    assert g1.proc.wait(timeout=30) == 2, g1.log()
+    assert expected in g1.log() and "worker started" not in g1.log(), g1.log()
+    # Made readable by the workers' account, the same config starts.
+    os.chown(secret, 0, worker_account.pw_gid)
     g2 = gateway({"web": policy})
     assert "gateway started" in g2.log()
 

@@ -26,6 +26,9 @@ from conftest import PLAIN_CLIENT, PY, _popen, _stop_process, gateway_policy, pi
 
 KiB = 1024
 NET_ADMIN_ONLY = "0000000000001000"   # bit 12 = CAP_NET_ADMIN
+# CAP_NET_ADMIN + CAP_KILL (5), CAP_SETGID (6), CAP_SETUID (7): the supervisor's permitted and
+# effective sets when its workers run as their own account (worker_user).
+GATEWAY_CAPS = "00000000000010e0"
 NO_CAPS = "0000000000000000"
 
 
@@ -444,7 +447,7 @@ def test_privileges_of_supervisor_and_workers(lab, tls_server, gateway, gateway_
     uids = sup["Uid"].split()
     assert len(uids) == 4 and all(u == str(tlsgate_account.pw_uid) for u in uids), sup["Uid"]
     assert all(x != "0" for x in sup["Gid"].split()), sup["Gid"]
-    assert (sup["CapEff"], sup["CapPrm"], sup["CapAmb"]) == (NET_ADMIN_ONLY,) * 3, sup
+    assert (sup["CapEff"], sup["CapPrm"], sup["CapAmb"]) == (GATEWAY_CAPS, GATEWAY_CAPS, NET_ADMIN_ONLY), sup
     workers = g.children()
     assert len(workers) == 2 and sorted(workers) == sorted(g.worker_pids()), (workers, g.log())
     for pid in workers:
@@ -707,7 +710,9 @@ def test_local_mode_upgrades_the_gateways_own_connections(lab, tls_server, gatew
     tls_server("good", "198.19.0.10")
     g = gateway({"web": gateway_policy(["198.19.0.10/32"], ca_of(gateway_dir))}, mode="local")
     table = g.table()
-    assert table and "hook output" in table and "meta skuid != %d" % pwd.getpwnam("tlsgate").pw_uid in table, table
+    # Neither the supervisor's nor the workers' own connections are redirected.
+    own = sorted({pwd.getpwnam("tlsgate").pw_uid, pwd.getpwnam("tlsgate-worker").pw_uid})
+    assert table and "hook output" in table and "meta skuid != { %d, %d }" % tuple(own) in table, table
     r = lab.run(lab.gw, [PY, PLAIN_CLIENT, "198.19.0.10", "80", "--bytes", "4096", "--timeout", "20"], timeout=40)
     res = json.loads(r.stdout.splitlines()[0])
     assert res["error"] is None and res["recv_sha256"] == res["sent_sha256"], (res, g.log())

@@ -1,6 +1,6 @@
 """The Debian package: Scripts/package-deb.sh builds it (release, Swift runtime linked
 statically), `dpkg -i` installs it on this machine, the installed binary checks the
-installed config, the unit verifies, and `dpkg --purge` removes it again (the account stays).
+installed config, the unit verifies, and `dpkg --purge` removes it again (the accounts stay).
 
 Needs root and dpkg (a Debian machine, as CI is). It installs into the real system, so it
 refuses to run where a tlsgate package is already installed.
@@ -41,6 +41,13 @@ def test_package_builds_installs_checks_and_purges(tmp_path):
         inst = run(["dpkg", "-i", deb], timeout=300)
         assert inst.returncode == 0, inst.stdout + inst.stderr
         assert run(["getent", "passwd", "tlsgate"]).returncode == 0
+        # The workers' account (worker_user's default): a system account, no login, no home.
+        worker = run(["getent", "passwd", "tlsgate-worker"])
+        assert worker.returncode == 0, "postinst must create tlsgate-worker"
+        fields = worker.stdout.strip().split(":")
+        assert fields[6] == "/usr/sbin/nologin" and fields[5] == "/nonexistent", fields
+        assert int(fields[2]) != int(run(["id", "-u", "tlsgate"]).stdout), fields
+        assert not Path("/nonexistent").exists()
         needed = run(["readelf", "-d", "/usr/bin/tlsgate"]).stdout
         assert "libswift" not in needed and "libFoundation" not in needed, needed
         # Runs without the toolchain: no /opt/swift on the library path.
@@ -59,3 +66,4 @@ def test_package_builds_installs_checks_and_purges(tmp_path):
     assert purge.returncode == 0, purge.stdout + purge.stderr
     assert not Path("/usr/bin/tlsgate").exists() and not Path("/etc/tlsgate").exists()
     assert run(["getent", "passwd", "tlsgate"]).returncode == 0, "the account is kept on purge"
+    assert run(["getent", "passwd", "tlsgate-worker"]).returncode == 0, "the workers' account is kept on purge"

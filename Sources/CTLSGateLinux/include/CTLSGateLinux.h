@@ -28,8 +28,13 @@ int tg_linux_set_pdeathsig(int signal);
 
 // Capabilities (libcap). Return 0 or -1 with errno set.
 // Leaves exactly CAP_NET_ADMIN (when keep_net_admin) in the permitted and effective sets,
-// and in the ambient set when ambient is set; all else cleared.
-int tg_linux_caps_limit_to_net_admin(int keep_net_admin, int ambient);
+// and in the inheritable and ambient sets when ambient is set; with
+// keep_worker_account_caps, CAP_SETUID, CAP_SETGID and CAP_KILL too, in the permitted and
+// effective sets only (never ambient: the tools the supervisor runs must not get them);
+// all else cleared.
+int tg_linux_caps_limit(int keep_net_admin, int keep_worker_account_caps, int ambient);
+// 1 when CAP_SETUID, CAP_SETGID and CAP_KILL are all effective, 0 when not, -1 on error.
+int tg_linux_caps_have_worker_account_caps(void);
 // Drops every capability from every set, including the bounding set when possible.
 int tg_linux_caps_drop_all(void);
 // 1 when the effective set holds CAP_NET_ADMIN, 0 when not, -1 on error.
@@ -87,15 +92,24 @@ long tg_linux_raise_nofile_limit(void);
 // uid change (PR_SET_KEEPCAPS). Returns 0 or -1 with errno set.
 int tg_linux_switch_user_keep_caps(unsigned int uid, unsigned int gid);
 
-// Drops every capability but CAP_NET_ADMIN from the bounding set (needs CAP_SETPCAP).
-int tg_linux_bound_to_net_admin(void);
+// Drops every capability but CAP_NET_ADMIN (and, with keep_worker_account_caps, CAP_SETUID,
+// CAP_SETGID and CAP_KILL) from the bounding set (needs CAP_SETPCAP).
+int tg_linux_bound_to_gateway(int keep_worker_account_caps);
 
 // Whether the account uid/gid (with no supplementary groups, as the workers run) can open
 // `path` for reading: 0 if it can, else the errno of the refused open(). Only this thread
 // takes that identity (setfsuid/setfsgid and the raw setgroups syscall are per-thread), and
 // only for the one open(), which never blocks (O_NONBLOCK: a FIFO does not hang it).
-// Needs CAP_SETUID/CAP_SETGID to check for another account; without them, checks as itself.
+// Needs CAP_SETUID/CAP_SETGID (or root) to check for another account; without them, EPERM.
 int tg_linux_readable_as(const char *path, unsigned int uid, unsigned int gid);
+
+// The calling thread opens files as uid/gid with no supplementary group (setgroups(0),
+// setfsgid, setfsuid: per thread, nothing else changes) until tg_linux_fs_identity_leave.
+// 0 when done (or already that account), else an errno (EPERM without CAP_SETUID/CAP_SETGID
+// or root, EBUSY when already entered on this thread: one level only).
+int tg_linux_fs_identity_enter(unsigned int uid, unsigned int gid);
+// Back to the identity the thread had before tg_linux_fs_identity_enter (no-op if none).
+void tg_linux_fs_identity_leave(void);
 
 // The number of CPUs in this process's affinity mask (sched_getaffinity), or -1 with errno set.
 int tg_linux_affinity_cpu_count(void);
