@@ -1,8 +1,4 @@
 import FoundationEssentials
-
-#if canImport(Glibc)
-import Glibc
-#endif
 import TLSGatePolicy
 import TLSGateRelay
 import TLSGateSystem
