@@ -126,6 +126,18 @@ static int spawn_temp_base(const int *fds, int nfds) {
     return temp_base;
 }
 
+/* A spawned child starts with every signal at its default and none blocked, whatever this
+   process set up (the supervisor ignores SIGPIPE, a tool run blocks it). */
+static int spawn_attr_clean_signals(posix_spawnattr_t *attr) {
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    int rc = posix_spawnattr_setsigdefault(attr, &all);
+    if (rc == 0) rc = posix_spawnattr_setsigmask(attr, &none);
+    if (rc == 0) rc = posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    return rc;
+}
+
 int tg_linux_spawn(const char *path, char *const argv[], char *const envp[], const int *fds, int nfds) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
@@ -141,12 +153,7 @@ int tg_linux_spawn(const char *path, char *const argv[], char *const envp[], con
     for (int i = 0; i < nfds && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&actions, fds[i], temp_base + i);
     for (int i = 0; i < nfds && rc == 0; i++) rc = posix_spawn_file_actions_adddup2(&actions, temp_base + i, 3 + i);
     if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3 + nfds);
-    sigset_t all, none;
-    sigfillset(&all);
-    sigemptyset(&none);
-    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &all);
-    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &none);
-    if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    if (rc == 0) rc = spawn_attr_clean_signals(&attr);
     /* The child must start with no capability at all, not even for the instant before it
        drops them: an exec keeps the ambient set, so it is cleared around the spawn.
        Capabilities are per thread and the child is cloned from this thread, so only this
@@ -481,12 +488,7 @@ int tg_linux_run_tool(const char *path, char *const argv[], const uint8_t *input
     if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, capture_stdout ? out_pipe[1] : devnull, 1);
     if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
     if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    sigset_t all, none;
-    sigfillset(&all);
-    sigemptyset(&none);
-    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &all);
-    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &none);
-    if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    if (rc == 0) rc = spawn_attr_clean_signals(&attr);
     if (rc == 0) rc = posix_spawn(&pid, path, &actions, &attr, argv, environ);
     if (rc != 0) { errno = rc; pid = -1; goto fail; }
 
