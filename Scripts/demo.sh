@@ -5,7 +5,7 @@
 #
 # Builds three network namespaces (client, gateway, server; Scripts/lab.sh), starts
 # nginx with a test CA's certificate in the server namespace, runs `tlsgate run` in the
-# gateway namespace as the unprivileged account "tlsgate" with CAP_NET_ADMIN only, then
+# gateway namespace (supervisor as "tlsgate" with capabilities only, workers as "tlsgate-worker"), then
 # from the client namespace runs `curl http://198.19.0.10/` - plain HTTP - and shows the
 # page, the gateway's log line for it, and a refused connection to a server whose
 # certificate does not match. Cleans up (gateway, nginx, namespaces, table) on exit.
@@ -81,7 +81,7 @@ ip netns exec "$NS_S" nginx -c "$RUN/nginx.conf"
 nginx_started=1
 echo "nginx listening on 198.19.0.10:443 (cert good.test) and 198.19.0.11:443 (cert other.test)"
 
-say "4. the gateway: tlsgate run, started as root, running as tlsgate with CAP_NET_ADMIN only"
+say "4. the gateway: tlsgate run, started as root; supervisor as tlsgate (capabilities only), workers as tlsgate-worker (none)"
 cat > "$RUN/tlsgate.toml" <<CONF
 policies = "$repo/Policies/demo"
 user = "tlsgate"
@@ -100,7 +100,8 @@ for pid in $gateway_pid $(pgrep -P "$gateway_pid" || true); do
   printf '  pid %-7s %-10s %s %s\n' "$pid" "$(tr '\0' ' ' < /proc/$pid/cmdline | cut -c1-60)" \
     "$(grep -E '^Uid:' /proc/$pid/status | awk '{print "uid="$2}')" "$(grep -E '^CapEff:' /proc/$pid/status | tr -s '\t' ' ')"
 done
-echo "(CapEff 0000000000001000 = CAP_NET_ADMIN only; workers hold none)"
+echo "(supervisor CapEff 00000000000010e0 = CAP_NET_ADMIN, CAP_SETUID, CAP_SETGID, CAP_KILL, none of them ambient but CAP_NET_ADMIN;"
+echo " workers run as tlsgate-worker and hold none)"
 echo; echo "the gateway's own table:"
 ip netns exec "$NS_G" nft list table inet tlsgate | sed 's/^/  /'
 
