@@ -57,21 +57,7 @@ struct KeyValueLogHandler: LogHandler {
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         var line = render(time: Self.timestamp(), level: event.level, message: "\(event.message)", metadata: merged)
         line += "\n"
-        Self.writeToStderr(&line)
-    }
-
-    /// One write(2) of the whole line (no Data copy, no FileHandle); retried on EINTR and
-    /// for the rest of a short write; a failed write is dropped, as stderr may be gone.
-    static func writeToStderr(_ line: inout String) {
-        line.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let n = write(STDERR_FILENO, bytes.baseAddress! + offset, bytes.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                offset += n
-            }
-        }
+        StandardStream.error(line)
     }
 
     /// True when every byte is printable ASCII that no escape rule touches (`\\` and, with

@@ -37,7 +37,7 @@ struct StatusCommand: ParsableCommand {
             throw ExitCode(1)
         }
         if json {
-            StandardStream.output(Array(data))
+            data.withUnsafeBytes { StandardStream.write(STDOUT_FILENO, $0) }
         } else {
             print(Self.table(status), terminator: "")
         }
