@@ -9,7 +9,7 @@
 #   direct     reference: the client itself speaks TLS to nginx (no upgrader; --only direct)
 #
 # Usage: Scripts/bench.sh [--quick] [--duration S] [--size MiB] [--conns N] [--rounds R]
-#                         [--concurrency C] [--only LIST] [--perf]
+#                         [--concurrency C] [--only LIST] [--tests LIST] [--perf]
 #   --quick          short run (3 s tests, 500 idle connections): about 3 minutes
 #   --duration S     seconds of each wrk test (default 5; --quick 3)
 #   --size MiB       bulk file size (default 64)
@@ -17,8 +17,12 @@
 #   --rounds R       repeats of every test, the median is reported (default 2, at least 2)
 #   --concurrency C  concurrent clients in the new-connection tests (default 50)
 #   --only LIST      comma-separated subset of tlsgate,haproxy,stunnel,tlsgate2,haproxy2,direct
-#   --perf           perf record -g the tlsgate worker during an extra, uncounted run of each
-#                    wrk test (one CPU row); the top of each profile goes to /tmp/tgb-perf-TEST.txt
+#   --tests LIST     comma-separated subset of idle,bulk,cps,full,ka (default all; memory at
+#                    rest is always measured)
+#   --perf           perf record -g -a (both CPUs: the upgrader and the kernel work on its CPU,
+#                    nginx and wrk on the other) during an extra, uncounted run of each wrk
+#                    test, for every one-CPU row; busy time per request on each CPU and the
+#                    top of each profile go to /tmp/tgb-perf-ROW-TEST.txt
 #
 # Setup (issue 10): the gateway under test runs alone on CPU 1 (taskset -c 1), nginx and the
 # load generators on CPU 0; the scaling rows give the gateway CPUs 0-1 (shared with the
@@ -51,7 +55,7 @@ PY=/usr/bin/python3
 usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 QUICK=0 DURATION="" SIZE_MIB=64 CONNS="" CONC=50 ROUNDS=2 PERF=0
-ONLY="tlsgate,haproxy,stunnel,tlsgate2,haproxy2"
+ONLY="tlsgate,haproxy,stunnel,tlsgate2,haproxy2" TESTS="idle,bulk,cps,full,ka"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; shift ;;
@@ -61,11 +65,16 @@ while [ $# -gt 0 ]; do
     --rounds) [ $# -ge 2 ] || usage; ROUNDS=$2; shift 2 ;;
     --concurrency) [ $# -ge 2 ] || usage; CONC=$2; shift 2 ;;
     --only) [ $# -ge 2 ] || usage; ONLY=$2; shift 2 ;;
+    --tests) [ $# -ge 2 ] || usage; TESTS=$2; shift 2 ;;
     --perf) PERF=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "bench.sh: unknown argument: $1" >&2; usage ;;
   esac
 done
+for t in ${TESTS//,/ }; do
+  case "$t" in idle|bulk|cps|full|ka) ;; *) echo "bench.sh: unknown test '$t' (idle, bulk, cps, full, ka)" >&2; exit 2 ;; esac
+done
+want() { case ",$TESTS," in *",$1,"*) return 0 ;; esac; return 1; }   # want TEST: was it asked for
 if [ "$QUICK" -eq 1 ]; then
   : "${DURATION:=3}" "${CONNS:=500}"
 else
@@ -265,7 +274,7 @@ log "nginx on $SERVER:443 (good.test, CPU $LOAD_CPUS), /big = ${SIZE_MIB} MiB, /
 # ---------------------------------------------------------------- upgraders
 UP_PIDS=()        # processes of the running upgrader (for RSS/PSS/CPU)
 UP_MAIN=""        # the PID we started (stopped at the end)
-WORKER_PID=""     # tlsgate: the worker (profiled with --perf)
+WORKER_PID=""     # tlsgate: its worker
 PERF_PID=""
 
 redirect_to() {   # nft redirect in the gateway namespace: LAN tcp/80 to $SERVER -> local :PORT
@@ -389,25 +398,30 @@ na() { NOTE[$1]="${NOTE[$1]:+${NOTE[$1]}; }$2"; }
 put() { RAW[$1,$2]="${RAW[$1,$2]:+${RAW[$1,$2]} }$3"; }          # put ROW METRIC VALUE
 settle() { local r=$1 m; for m in "${@:2}"; do [ -z "${RAW[$r,$m]:-}" ] || R[$r,$m]=$(median ${RAW[$r,$m]}); done; }
 
-perf_start() {    # perf_start TEST: profile the tlsgate worker for the coming wrk run
-  [ "$PERF" -eq 1 ] && [ -n "$WORKER_PID" ] && command -v perf >/dev/null || return 0
-  timeout $((DURATION + 10)) perf record -q -F 499 -g -p "$WORKER_PID" -o "/tmp/tgb-perf-$1.data" -- sleep "$DURATION" \
+perf_start() {    # perf_start TEST: profile both CPUs (the gateway's and the load's) for the coming wrk run
+  [ "$PERF" -eq 1 ] && command -v perf >/dev/null || return 0
+  timeout $((DURATION + 10)) perf record -q -F 499 -g -a -o "/tmp/tgb-perf-$CUR_ROW-$1.data" -- sleep "$DURATION" \
     >/dev/null 2>&1 &
   PERF_PID=$!
 }
-perf_stop() {     # perf_stop TEST: wait for perf, write the top of the report
+perf_stop() {     # perf_stop TEST [REQUESTS]: wait for perf, write the top of the report
   [ -n "$PERF_PID" ] || return 0
   wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""
-  local data="/tmp/tgb-perf-$1.data"
+  local data="/tmp/tgb-perf-$CUR_ROW-$1.data" n=${2:-0}
   {
-    echo "# perf record -F 499 -g of the tlsgate worker during one unrecorded $1 run; self time"
-    echo "# by library:"
-    perf report -i "$data" --no-children --stdio --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 12
-    echo "# top symbols:"
-    perf report -i "$data" --no-children --stdio --sort dso,symbol -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 30 \
+    echo "# perf record -F 499 -g -a during one uncounted $1 run of $CUR_ROW ($n requests; gateway on CPU $GW_CPUS,"
+    echo "# nginx and the load on CPU $LOAD_CPUS). Busy time per request on each CPU (one sample = 1/499 s):"
+    perf script -i "$data" -F cpu 2>/dev/null | tr -d '[] ' | sort | uniq -c \
+      | awk -v n="$n" '{ printf "#   CPU %d: %.1f us per request (%d samples)\n", $2 + 0, (n > 0 ? $1 / 499 * 1e6 / n : 0), $1 }'
+    echo "# gateway CPU, by process and library (self time):"
+    perf report -i "$data" --cpu "$GW_CPUS" --no-children --stdio --sort comm,dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 12
+    echo "# load CPU, by process and library (self time):"
+    perf report -i "$data" --cpu "$LOAD_CPUS" --no-children --stdio --sort comm,dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 12
+    echo "# gateway CPU, top symbols:"
+    perf report -i "$data" --cpu "$GW_CPUS" --no-children --stdio --sort comm,dso,symbol -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40 \
       | { if command -v swift-demangle >/dev/null; then swift-demangle --simplified; else cat; fi; }
-  } | sed 's/[[:space:]]*$//; s/  \{2,\}/  /g' > "/tmp/tgb-perf-$1.txt" 2>/dev/null || true
-  log "profile: /tmp/tgb-perf-$1.txt"
+  } | sed 's/[[:space:]]*$//; s/  \{2,\}/  /g' > "/tmp/tgb-perf-$CUR_ROW-$1.txt" 2>/dev/null || true
+  log "profile: /tmp/tgb-perf-$CUR_ROW-$1.txt"
 }
 
 measure_idle() {  # one round: PSS before, with $CONNS kept-alive connections, per connection
@@ -448,21 +462,25 @@ measure_bulk() {  # one round: one download of /big
   log "download $round: $(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }') MB/s"
 }
 
+tcp_segs() {      # TCP segments in and out of the gateway namespace so far: "IN OUT"
+  nsx "$NS_G" awk '$1 == "Tcp:" && $2 ~ /^[0-9]/ { print $11, $12 }' /proc/net/snmp 2>/dev/null || echo "0 0"
+}
+
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
   if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000; printf "%.2f", n }'; }
 
 run_wrk() {       # run_wrk ROW TEST ROUND PATH CONNS [wrk args...]: req/s, p99 and resumed share
                   # (round 0: an extra run under perf, for tlsgate with --perf, not counted)
-  local u=$1 test=$2 round=$3 path=$4 conns=$5 out="$RUN/wrk-$1-$2-$3.out" log0 reqs errs c0 c1; shift 5
+  local u=$1 test=$2 round=$3 path=$4 conns=$5 out="$RUN/wrk-$1-$2-$3.out" log0 reqs errs c0 c1 s0 s1 segs=""; shift 5
   log0=$(stat -c %s "$RUN/nginx-resumed.log" 2>/dev/null || echo 0)
   [ "$round" -ne 0 ] || perf_start "$test"
-  c0=$(cpu_ticks "${UP_PIDS[@]}")
+  c0=$(cpu_ticks "${UP_PIDS[@]}"); s0=$(tcp_segs)
   if ! load "$NS_C" timeout $((DURATION + 30)) wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 5s --latency "$@" \
          "$(base_url "$u")$path" >"$out" 2>&1; then
     na "$u" "wrk $test $round failed: $(tail -n 1 "$out")"; perf_stop "$test"; return 0
   fi
-  c1=$(cpu_ticks "${UP_PIDS[@]}")
-  if [ "$round" -eq 0 ]; then perf_stop "$test"; return 0; fi    # the profiled run is not counted
+  c1=$(cpu_ticks "${UP_PIDS[@]}"); s1=$(tcp_segs)
+  if [ "$round" -eq 0 ]; then perf_stop "$test" "$(awk '/requests in/ { print $1 }' "$out")"; return 0; fi    # the profiled run is not counted
   reqs=$(awk '/requests in/ { print $1 }' "$out")
   errs=$(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | paste -sd';' - || true)
   [ -z "$errs" ] || na "$u" "wrk $test $round: $errs"
@@ -471,16 +489,18 @@ run_wrk() {       # run_wrk ROW TEST ROUND PATH CONNS [wrk args...]: req/s, p99 
   if [ "${#UP_PIDS[@]}" -gt 0 ] && [ "${reqs:-0}" -gt 0 ]; then
     put "$u" "$test-cpu" "$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v n="$reqs" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')"
   fi
+  [ "${reqs:-0}" -gt 0 ] && segs=$(awk -v a="$s0" -v b="$s1" -v n="$reqs" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    printf "%.1f in, %.1f out", (y[1] - x[1]) / n, (y[2] - x[2]) / n }')
   sleep 1.5                                     # nginx flushes its log buffer every second
   local res
   res=$(tail -c +$((log0 + 1)) "$RUN/nginx-resumed.log" 2>/dev/null | awk '{ n++; if ($1 == "r") r++ }
     END { if (n) printf "%.1f", 100 * r / n }')
   [ "$test" = ka ] || [ -z "$res" ] || put "$u" "$test-res" "$res"
-  log "$test $round: $(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out") req/s, p99 $(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")") ms, resumed upstream ${res:-?} %${errs:+, $errs}"
+  log "$test $round: $(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out") req/s, p99 $(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")") ms, resumed upstream ${res:-?} %${segs:+, gateway TCP segments per request $segs}${errs:+, $errs}"
 }
 
 wrk_rounds() {    # 1..ROUNDS, preceded by the profiled round 0 for tlsgate's one-CPU row with --perf
-  if [ "$PERF" -eq 1 ] && [ -n "$WORKER_PID" ] && [ "${CUR_ROW:-}" = tlsgate ]; then echo 0; fi
+  case "$PERF:${CUR_ROW:-}" in 1:tlsgate|1:haproxy|1:stunnel) echo 0 ;; esac
   seq 1 "$ROUNDS"
 }
 
@@ -516,7 +536,7 @@ run_upgrader() {  # run_upgrader ROW
     log "RSS at rest: $(rss_each "${UP_PIDS[@]}"); PSS $(fmt "$(awk -v k="$(pss_kib "${UP_PIDS[@]}")" 'BEGIN{print k/1024}')") MiB"
     # Idle memory: every round in a fresh process (a second round in the same one would
     # reuse what the first freed and understate the cost).
-    if [ "$scaling" -eq 0 ]; then
+    if [ "$scaling" -eq 0 ] && want idle; then
       for round in $(seq 1 "$ROUNDS"); do
         if [ "$round" -gt 1 ]; then
           stop_upgrader; start_row "$u" "$cpus" || return 0
@@ -528,16 +548,22 @@ run_upgrader() {  # run_upgrader ROW
       done
     fi
   fi
-  nsx "$NS_C" curl -s -o /dev/null --max-time 60 "${CURL_TLS[@]}" "$(base_url "$u")/big" || true     # warm-up
-  for round in $(seq 1 "$ROUNDS"); do measure_bulk "$u" "$round"; done
+  if want bulk; then
+    nsx "$NS_C" curl -s -o /dev/null --max-time 60 "${CURL_TLS[@]}" "$(base_url "$u")/big" || true     # warm-up
+    for round in $(seq 1 "$ROUNDS"); do measure_bulk "$u" "$round"; done
+  fi
   load "$NS_C" timeout 20 wrk -t1 -c"$CONC" -d1s --timeout 5s -H 'Connection: close' "$(base_url "$u")/small" >/dev/null 2>&1 || true
-  for round in $(wrk_rounds); do run_wrk "$u" cps "$round" /small "$CONC" -H 'Connection: close'; done
-  if [ "$scaling" -eq 0 ]; then
+  if want cps; then
+    for round in $(wrk_rounds); do run_wrk "$u" cps "$round" /small "$CONC" -H 'Connection: close'; done
+  fi
+  if [ "$scaling" -eq 0 ] && want full; then
     resumption off
     for round in $(wrk_rounds); do run_wrk "$u" full "$round" /small "$CONC" -H 'Connection: close'; done
     resumption on
   fi
-  for round in $(wrk_rounds); do run_wrk "$u" ka "$round" /ka 64; done
+  if want ka; then
+    for round in $(wrk_rounds); do run_wrk "$u" ka "$round" /ka 64; done
+  fi
   settle "$u" rss pss uniq kib bulk bulk-cpu cps cps-p99 cps-res cps-cpu full full-res full-cpu ka ka-p99 ka-cpu
   if [ "$u" != direct ]; then
     log "RSS after all tests: $(rss_each "${UP_PIDS[@]}")"
