@@ -14,6 +14,11 @@ final class GlueHandler: ChannelDuplexHandler {
 
     let side: RelayStateMachine.Side
     private let events: RelayEvents
+    /// Where a read's flush of the partner is queued until the end of the tick; nil:
+    /// flushed at once (tests with an embedded channel).
+    private let flusher: TickFlusher?
+    /// Queued in `flusher` and not flushed since.
+    private var flushQueued = false
     private(set) var partner: GlueHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
@@ -25,9 +30,10 @@ final class GlueHandler: ChannelDuplexHandler {
     /// The first bytes from this side have been shown to `events.admitFirstBytes`.
     private var firstBytesAdmitted = false
 
-    init(side: RelayStateMachine.Side, events: RelayEvents) {
+    init(side: RelayStateMachine.Side, events: RelayEvents, flusher: TickFlusher? = nil) {
         self.side = side
         self.events = events
+        self.flusher = flusher
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -78,7 +84,25 @@ final class GlueHandler: ChannelDuplexHandler {
     }
 
     private func partnerFlush() {
+        flushQueued = false
         context?.flush()
+    }
+
+    /// The partner read a burst: flush now, or at the end of the tick with a flusher.
+    private func partnerFlushAfterRead() {
+        guard let flusher else {
+            partnerFlush()
+            return
+        }
+        guard !flushQueued, context != nil else { return }
+        flushQueued = true
+        flusher.enqueue(self)
+    }
+
+    /// The end of the tick (`TickFlusher`); nothing if flushed at once since.
+    func tickFlush() {
+        guard flushQueued else { return }
+        partnerFlush()
     }
 
     private var partnerWritable: Bool {
@@ -99,6 +123,7 @@ final class GlueHandler: ChannelDuplexHandler {
             promise?.succeed(())
             return
         }
+        if flushQueued { partnerFlush() }  // what a read queued goes out before the FIN
         context.close(mode: .output, promise: promise)
     }
 
@@ -142,7 +167,7 @@ final class GlueHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        partner?.partnerFlush()
+        partner?.partnerFlushAfterRead()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -185,6 +210,14 @@ final class GlueHandler: ChannelDuplexHandler {
     }
 
     // MARK: outbound
+
+    /// A close (the relay's, or a reset) first sends what a read of this tick queued: the
+    /// bytes before a server's truncation or error reach the client as they did when every
+    /// read flushed at once (a MySQL ERR packet before the server drops the connection).
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if flushQueued { partnerFlush() }
+        context.close(mode: mode, promise: promise)
+    }
 
     func read(context: ChannelHandlerContext) {
         if let partner, !partner.partnerWritable {

@@ -54,7 +54,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         run(machine.accepted(slot: shared.limiter.acquire()))
         guard machine.holdsSlot else { return }
         // The client's glue is there from the start, to hold anything that arrives early.
-        let glue = GlueHandler(side: .client, events: self)
+        let glue = GlueHandler(side: .client, events: self, flusher: shared.flusher(for: eventLoop))
         clientGlue = glue
         do {
             try client.pipeline.syncOperations.addHandler(glue)
@@ -130,6 +130,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         case .closeClient:
             client.close(promise: nil)
         case .resetClient:
+            clientGlue?.tickFlush()  // what this tick read goes out before SO_LINGER 0
             if let provider = client as? SocketOptionProvider {
                 // SO_LINGER 0: close sends RST, so the client sees an error, not a clean end.
                 provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
@@ -228,7 +229,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         upstreamAddress = target
         let identity = shared.identity(for: target, requestedHost: requestedHost)
         self.identity = identity
-        let glue = GlueHandler(side: .upstream, events: self)
+        let glue = GlueHandler(side: .upstream, events: self, flusher: shared.flusher(for: eventLoop))
         upstreamGlue = glue
         let tlsHandler = TLSClientHandler(
             context: shared.tlsContext, identity: identity,

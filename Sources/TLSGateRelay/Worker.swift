@@ -64,10 +64,11 @@ public final class Worker: Sendable {
         var logger = logger
         logger[metadataKey: "policy"] = "\(policy.name)"
         self.logger = logger
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+        self.group = group
         self.shared = WorkerShared(
             policy: policy, tlsContext: tlsContext, logger: logger, localAddresses: LocalAddresses.current(),
-            transparent: options.transparent)
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
+            transparent: options.transparent, eventLoops: group.makeIterator().map { $0 })
         if policy.tls.isLegacy {
             logger.warning(
                 "legacy TLS allowed: this policy accepts versions below TLS 1.2 and runs OpenSSL at security level 0",

@@ -18,8 +18,13 @@ final class WorkerShared: Sendable {
     private let localAddresses: NIOLockedValueBox<Set<String>>
     /// The policy's destination networks now (its hosts' addresses follow DNS).
     private let destinations: NIOLockedValueBox<[IPNetwork]>
+    /// One per event loop, made up front (read-only afterwards, so no lock).
+    private let flushers: [ObjectIdentifier: TickFlusher]
 
-    init(policy: Policy, tlsContext: TLSContext, logger: Logger, localAddresses: Set<String>, transparent: Bool) {
+    init(
+        policy: Policy, tlsContext: TLSContext, logger: Logger, localAddresses: Set<String>, transparent: Bool,
+        eventLoops: [EventLoop] = []
+    ) {
         self.policy = policy
         self.transparent = transparent
         self.tlsContext = tlsContext
@@ -27,6 +32,13 @@ final class WorkerShared: Sendable {
         self.limiter = ConnectionLimiter(limit: policy.limits.maxConnections)
         self.localAddresses = NIOLockedValueBox(localAddresses)
         self.destinations = NIOLockedValueBox(policy.match.networks)
+        self.flushers = Dictionary(
+            eventLoops.map { (ObjectIdentifier($0), TickFlusher(eventLoop: $0)) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// The loop's flusher (nil for a loop the worker did not make: flushes go out at once).
+    func flusher(for eventLoop: EventLoop) -> TickFlusher? {
+        flushers[ObjectIdentifier(eventLoop)]
     }
 
     /// Receive buffer sizes of the two channels. NIO keeps each channel's last receive

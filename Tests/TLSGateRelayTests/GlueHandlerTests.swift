@@ -44,9 +44,13 @@ struct GluedPair {
     let upstreamReads = ReadCounter()
     let events = EventLog()
 
-    init() throws {
-        let a = GlueHandler(side: .client, events: events)
-        let b = GlueHandler(side: .upstream, events: events)
+    /// With `tickFlush`, a side's reads flush the other side at the end of that side's
+    /// event-loop tick (in the worker both channels share one loop); without, at once.
+    init(tickFlush: Bool = false) throws {
+        let a = GlueHandler(
+            side: .client, events: events, flusher: tickFlush ? TickFlusher(eventLoop: client.embeddedEventLoop) : nil)
+        let b = GlueHandler(
+            side: .upstream, events: events, flusher: tickFlush ? TickFlusher(eventLoop: upstream.embeddedEventLoop) : nil)
         GlueHandler.join(a, b)
         try client.pipeline.syncOperations.addHandler(clientReads)
         try client.pipeline.syncOperations.addHandler(a)
@@ -115,5 +119,83 @@ struct GluedPair {
         try other.client.writeInbound(ByteBuffer(string: " /"))
         #expect(other.events.firstBytes.count == 1)
         #expect(other.events.up == 5)
+    }
+
+    @Test func readsOfOneTickAreFlushedOnceAtItsEnd() throws {
+        let pair = try GluedPair(tickFlush: true)
+        let flushes = FlushCounter()
+        try pair.upstream.pipeline.syncOperations.addHandler(flushes, position: .first)
+        pair.client.pipeline.fireChannelRead(ByteBuffer(string: "GET /a HTTP/1.1\r\n\r\n"))
+        pair.client.pipeline.fireChannelReadComplete()
+        pair.client.pipeline.fireChannelRead(ByteBuffer(string: "GET /b HTTP/1.1\r\n\r\n"))
+        pair.client.pipeline.fireChannelReadComplete()
+        // Written, not yet flushed: the tick is not over.
+        #expect(try pair.upstream.readOutbound(as: ByteBuffer.self) == nil)
+        #expect(flushes.flushes == 0)
+        pair.upstream.embeddedEventLoop.run()  // the end of the tick
+        #expect(flushes.flushes == 1)
+        #expect(try pair.upstream.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "GET /a HTTP/1.1\r\n\r\n"))
+        #expect(try pair.upstream.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "GET /b HTTP/1.1\r\n\r\n"))
+        pair.upstream.embeddedEventLoop.run()
+        #expect(flushes.flushes == 1)  // nothing queued: no second flush
+    }
+
+    @Test func halfCloseFlushesWhatTheTickQueuedFirst() throws {
+        let pair = try GluedPair(tickFlush: true)
+        pair.upstream.pipeline.fireChannelRead(ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n"))
+        pair.upstream.pipeline.fireChannelReadComplete()
+        // The server's FIN in the same tick: the response goes to the client before the
+        // relay half-closes towards it.
+        pair.upstream.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(pair.events.inputClosed == [.upstream])
+        #expect(try pair.client.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n"))
+    }
+
+    @Test func shutdownOutputSendsQueuedBytesBeforeTheFIN() throws {
+        let pair = try GluedPair(tickFlush: true)
+        let order = CloseOrder()
+        try pair.upstream.pipeline.syncOperations.addHandler(order, position: .first)
+        pair.client.pipeline.fireChannelRead(ByteBuffer(string: "QUIT\r\n"))
+        pair.client.pipeline.fireChannelReadComplete()
+        try pair.upstream.pipeline.syncOperations.handler(type: GlueHandler.self).shutdownOutput()
+        #expect(order.events == ["flush", "close(output)"])
+        #expect(try pair.upstream.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "QUIT\r\n"))
+    }
+
+    @Test func closeSendsQueuedBytesFirst() throws {
+        // A server's last reply, then its truncation in the same tick: the relay closes the
+        // client, and the reply still goes out first.
+        let pair = try GluedPair(tickFlush: true)
+        let order = CloseOrder()
+        try pair.client.pipeline.syncOperations.addHandler(order, position: .first)
+        pair.upstream.pipeline.fireChannelRead(ByteBuffer(string: "ERR 1045"))
+        pair.upstream.pipeline.fireChannelReadComplete()
+        pair.client.close(promise: nil)
+        #expect(order.events == ["flush", "close"])
+        #expect(try pair.client.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "ERR 1045"))
+    }
+}
+
+/// Counts the flushes that reach the head of the pipeline.
+final class FlushCounter: ChannelOutboundHandler {
+    typealias OutboundIn = Any
+    var flushes = 0
+    func flush(context: ChannelHandlerContext) {
+        flushes += 1
+        context.flush()
+    }
+}
+
+/// Records flushes and closes in the order they reach the head of the pipeline.
+final class CloseOrder: ChannelOutboundHandler {
+    typealias OutboundIn = Any
+    var events: [String] = []
+    func flush(context: ChannelHandlerContext) {
+        events.append("flush")
+        context.flush()
+    }
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        events.append(mode == .output ? "close(output)" : "close")
+        context.close(mode: mode, promise: promise)
     }
 }
