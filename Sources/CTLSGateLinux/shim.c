@@ -572,3 +572,9 @@ cleanup:
     errno = saved;
     return -1;
 }
+
+#include <malloc.h>
+
+int tg_linux_release_free_heap(void) {
+    return malloc_trim(0);
+}

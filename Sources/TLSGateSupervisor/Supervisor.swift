@@ -113,6 +113,13 @@ public final class Supervisor: @unchecked Sendable {
         sources = Dictionary(initialPolicies.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         send(.start(versions(for: initialPolicies)))
         scheduleHostRefresh()
+        releaseFreeHeap()
+    }
+
+    /// After start and every reload, once the load's temporaries are gone (the next turn of
+    /// the queue): what parsing and checking the configuration allocated goes back.
+    private func releaseFreeHeap() {
+        queue.async { FreeHeap.release() }
     }
 
     /// Each policy's version (hosts resolved, files hashed), by name; `versions` learns them.
@@ -402,6 +409,7 @@ public final class Supervisor: @unchecked Sendable {
         // An unchanged policy whose hosts resolved differently keeps its worker.
         followHostAddresses()
         scheduleHostRefresh()
+        releaseFreeHeap()
     }
 
     // MARK: stop

@@ -169,6 +169,8 @@ struct WorkerCommand: ParsableCommand {
         // The supervisor retires the worker this one replaces only after this line, and
         // answers `accept` once that one has stopped accepting.
         Self.report(.ready, on: controlFd)
+        // What loading the policy and setting up TLS left free goes back to the kernel.
+        FreeHeap.release()
         if let controlFd {
             // Running totals for the supervisor's metrics: what changed, once a second.
             worker.reportStats(every: .seconds(1)) { changed in

@@ -121,4 +121,8 @@ int tg_linux_seccomp_install_worker(void);
 // A syscall the worker filter forbids (kill(getppid(), 0)), for `tlsgate seccomp-selftest`.
 int tg_linux_seccomp_selftest_forbidden_call(void);
 
+// Gives the free memory of every malloc arena back to the kernel (malloc_trim(0)): 1 if
+// some was released, 0 if none.
+int tg_linux_release_free_heap(void);
+
 #endif

@@ -1,0 +1,16 @@
+import CTLSGateLinux
+
+/// The heap a long-lived process no longer uses, given back.
+///
+/// glibc keeps freed memory in its arenas for reuse; after a configuration is loaded (the
+/// TOML, the policies, a CA bundle parsed to check it) most of what start-up allocated is
+/// free but stays resident. Measured with a 140-certificate trust bundle: the supervisor's
+/// heap 1,304 → 1,020 KiB, a worker's 1,340 → 1,268 KiB.
+public enum FreeHeap {
+    /// `malloc_trim(0)`: every arena's free pages back to the kernel. Returns whether any
+    /// were. Costs a walk of the free lists: call it after a load, not per connection.
+    @discardableResult
+    public static func release() -> Bool {
+        tg_linux_release_free_heap() == 1
+    }
+}
