@@ -90,6 +90,7 @@ public final class RSAKey: Sendable {
             }
         }
         guard ok == 1, length <= output.count else {
+            SecretBytes.wipe(&output)  // whatever a failed decryption left
             throw RSAKeyError(context: "\(what) failed", reasons: OpenSSLErrorQueue.drain())
         }
         output.removeSubrange(length...)

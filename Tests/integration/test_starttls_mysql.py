@@ -289,6 +289,43 @@ def test_starttls_mysql_caching_sha2_full_then_fast_authentication_needs_root(la
     assert "worker exited unexpectedly" not in g.log(), g.log()
 
 
+def writable_memory_holding(pid, needle):
+    """The writable mappings of process `pid` (heap, anonymous, data) whose bytes contain
+    `needle`, as "start-end name" strings (root reads /proc/PID/mem)."""
+    found = []
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
+        for line in maps:
+            fields = line.split()
+            if "w" not in fields[1] or (len(fields) > 5 and fields[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except OSError:
+                continue
+            if needle in data:
+                found.append("%s %s" % (fields[0], fields[5] if len(fields) > 5 else "[anon]"))
+    return found
+
+
+def test_starttls_mysql_caching_sha2_password_is_wiped_from_the_worker_needs_root(lab, mysql8, sha2_gateway):
+    """After full authentication the decrypted password is gone from the worker's memory:
+    every copy the gateway made (the RSA output, the packet to the server, the buffer handed
+    to TLS) is overwritten once used, not just freed, so no later over-read or core file
+    finds it."""
+    g = sha2_gateway
+    r = client(lab, SHA2, "alice", SHA2_SQL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = standin_logins(mysql8, 1)
+    assert any(rec.get("auth") == "full" and rec.get("clear_password_over_tls") for rec in recs), recs
+    g.wait_records("connection closed", 1, policy="my-sha2")
+    pid = g.worker_for("my-sha2")
+    assert pid is not None, g.log()
+    held = writable_memory_holding(pid, PASSWORD.encode())
+    assert not held, "the worker still holds the clear password in: %s" % held
+
+
 def test_starttls_mysql_caching_sha2_after_an_auth_switch_needs_root(lab, mysql8, sha2_gateway):
     """An auth switch to caching_sha2_password brings a fresh scramble: the gateway unmasks
     the password with that one, not the greeting's."""

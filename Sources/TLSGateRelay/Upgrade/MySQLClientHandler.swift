@@ -1,4 +1,5 @@
 import NIOCore
+import TLSGateTLS
 
 /// First in the client's pipeline for `starttls = "mysql"`: writes the gateway's greeting,
 /// reads the client's handshake response and renumbers its authentication packets (through
@@ -64,6 +65,9 @@ final class MySQLClientHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .refuse:
             break
         }
+        // The action is gone: if its bytes carried the clear password (caching_sha2 full
+        // authentication), the session's copy is now the only one and is overwritten.
+        if session.client.holdsSecret { session.wipeSecret() }
     }
 
     private func forward(_ bytes: [UInt8], context: ChannelHandlerContext) {
@@ -71,5 +75,8 @@ final class MySQLClientHandler: ChannelInboundHandler, RemovableChannelHandler {
         var out = context.channel.allocator.buffer(capacity: bytes.count)
         out.writeBytes(bytes)
         context.fireChannelRead(wrapInboundOut(out))
+        // The TLS handler has encrypted it (the relay is up during authentication), so this
+        // buffer is ours alone again: overwrite it (it may hold the password).
+        if session.client.holdsSecret { SecretBytes.wipe(&out) }
     }
 }

@@ -171,24 +171,27 @@ public struct MySQLClientSide: Sendable {
         while true {
             switch reader.next() {
             case .needMore:
+                if holdsSecret { secretBytes = out }
                 return toClient.isEmpty ? .pass(out) : .reply(toClient: toClient, toServer: out)
             case .oversized(let length):
+                dropSecret(&out)
                 if fullAuthentication == .requested || fullAuthentication == .keySent {
                     return fail(false, "the client's answer to full authentication is larger than \(Self.maxFullAuthPacket) bytes (\(length))")
                 }
                 return fail(false, "the client's authentication packet is larger than \(Self.maxAuthPacket) bytes (\(length))")
             case .packet(let sequence, let payload):
                 guard payload.count <= Self.maxAuthPacket else {
+                    dropSecret(&out)
                     return fail(false, "the client's authentication packet is larger than \(Self.maxAuthPacket) bytes (\(payload.count))")
                 }
                 clientExpects = sequence &+ 1
                 switch fullAuthentication {
                 case .requested, .keySent:
-                    switch passwordExchange(sequence, payload) {
+                    switch passwordExchange(sequence, payload, toServer: &out) {
                     case .success(let answer):
-                        toClient += answer.toClient
-                        out += answer.toServer
+                        toClient += answer
                     case .failure(let refusal):
+                        dropSecret(&out)
                         state = .failed
                         return .refuse(refusal)
                     }
@@ -199,12 +202,13 @@ public struct MySQLClientSide: Sendable {
         }
     }
 
-    private struct Answer { var toClient: [UInt8] = [], toServer: [UInt8] = [] }
-
-    /// One client packet of caching_sha2_password full authentication. Nothing here names
+    /// One client packet of caching_sha2_password full authentication: what goes back to
+    /// the client; the clear password, framed, is appended to `toServer`. Nothing here names
     /// the password or the key: refusals say sizes only.
-    private mutating func passwordExchange(_ sequence: UInt8, _ payload: [UInt8]) -> Result<Answer, Refusal> {
-        func refuse(_ detail: String, gatewayKey: Bool = false) -> Result<Answer, Refusal> {
+    private mutating func passwordExchange(
+        _ sequence: UInt8, _ payload: [UInt8], toServer out: inout [UInt8]
+    ) -> Result<[UInt8], Refusal> {
+        func refuse(_ detail: String, gatewayKey: Bool = false) -> Result<[UInt8], Refusal> {
             .failure(Refusal(asksForTLS: false, detail: detail, gatewayKey: gatewayKey))
         }
         let rsa: RSAKey
@@ -221,7 +225,7 @@ public struct MySQLClientSide: Sendable {
             fullAuthentication = .keySent
             lead = lead &- 2
             clientExpects = sequence &+ 3
-            return .success(Answer(toClient: MySQLPacket.frame(sequence: sequence &+ 1, [0x01] + rsa.publicKeyPEM)))
+            return .success(MySQLPacket.frame(sequence: sequence &+ 1, [0x01] + rsa.publicKeyPEM))
         }
         guard payload.count == rsa.size else {
             if payload.last == 0 {
@@ -238,13 +242,43 @@ public struct MySQLClientSide: Sendable {
             return refuse(
                 "the client's password does not decrypt with the gateway's RSA key: it was encrypted with another one (a server public key configured in the client?); let the client ask for the key instead")
         }
+        defer { SecretBytes.wipe(&password) }
         for index in password.indices { password[index] ^= scramble[index % scramble.count] }
         guard password.last == 0, password.firstIndex(of: 0) == password.count - 1 else {
             return refuse("the client's password is malformed after decryption (no single final NUL: another scramble?)")
         }
         fullAuthentication = .done
         reader.maxPayload = Self.maxAuthPacket
-        return .success(Answer(toServer: MySQLPacket.frame(sequence: sequence &+ lead, password)))
+        // `out` gets room for the rest of what is buffered too (renumbering keeps sizes), so
+        // no later append moves it and leaves the password behind in freed storage.
+        out.reserveCapacity(out.count + 4 + password.count + reader.buffered)
+        let length = password.count
+        out += [UInt8(length & 0xff), UInt8(length >> 8 & 0xff), UInt8(length >> 16 & 0xff), sequence &+ lead]
+        out += password
+        holdsSecret = true
+        return .success([])
+    }
+
+    /// The last action's bytes carry the clear password (`wipeSecret` once they are used).
+    private(set) var holdsSecret = false
+    /// A copy of those bytes, kept only to overwrite them: once the action is gone, this is
+    /// the last reference and the wipe happens in place.
+    private var secretBytes: [UInt8] = []
+
+    /// A refusal after the password was framed: those bytes go nowhere; overwrite them.
+    private mutating func dropSecret(_ out: inout [UInt8]) {
+        guard holdsSecret else { return }
+        holdsSecret = false
+        SecretBytes.wipe(&out)
+    }
+
+    /// Overwrites the bytes of the action that carried the password. Call after the action
+    /// itself is gone (its bytes forwarded, its value out of scope).
+    public mutating func wipeSecret() {
+        guard holdsSecret else { return }
+        holdsSecret = false
+        SecretBytes.wipe(&secretBytes)
+        secretBytes = []
     }
 
     /// caching_sha2_password's public key request.

@@ -58,6 +58,11 @@ final class MySQLSession {
         return action
     }
 
+    /// Overwrites the clear password the last action carried (after it was forwarded).
+    func wipeSecret() {
+        client.wipeSecret()
+    }
+
     /// How far the server's sequence numbers are ahead of the client's.
     var lead: UInt8 { client.lead }
 
