@@ -394,7 +394,9 @@ def test_a_restart_forgets_the_flows_the_dead_run_redirected(lab, tls_server, pl
     tls_server("good", "198.19.0.20")
     listener = plain_listener("198.19.0.20")
     ca = gateway_dir / "root.pem"
-    ports = "45101,45102,45103,45104"
+    # Above the ephemeral range (32768-60999): no other connection of the lab can hold them
+    # (45101-45104 once collided with one: EADDRINUSE at bind).
+    ports = "61101,61102,61103,61104"
     g = gateway({"web": gateway_policy(["198.19.0.20/32"], ca)})
     old_port = g.listen_port("web")
     hold = _popen(lab.exec_argv(lab.client, [PY, "-c", HOLD, "198.19.0.20", ports]),
