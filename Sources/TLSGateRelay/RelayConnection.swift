@@ -34,6 +34,9 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     private var identity: TLSPeerIdentity?
     /// starttls = "mysql": the two channels' shared protocol state.
     private var mysql: MySQLSession?
+    /// starttls = "postgres"/"postgres-direct": the client's preamble handler (a refusal
+    /// waits in it for the client's startup message).
+    private var postgresClient: PostgresClientHandler?
     private let clientAddress: SocketAddress?
     /// When the upstream connect began and when it finished (for the metrics' histograms).
     private var connectStarted: NIODeadline?
@@ -124,7 +127,13 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             // Whether the last bytes went out or the socket failed, the connection is over.
             flushed.futureResult.whenComplete { _ in self.run(self.machine.flushed()) }
         case .answerClient(let answer):
-            client.writeAndFlush(render(answer)).whenComplete { _ in self.run(self.machine.answerWritten()) }
+            let written = eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { _ in self.run(self.machine.answerWritten()) }
+            if let postgresClient {
+                postgresClient.refuse(render(answer), promise: written)  // after the startup message
+            } else {
+                client.writeAndFlush(render(answer), promise: written)
+            }
         case .closeClientOutput:
             client.close(mode: .output, promise: nil)
         case .closeClient:
@@ -176,7 +185,9 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
                 mysql = session
                 try client.pipeline.syncOperations.addHandler(MySQLClientHandler(session: session), position: .first)
             } else {
-                try client.pipeline.syncOperations.addHandler(PostgresClientHandler(), position: .first)
+                let handler = PostgresClientHandler()
+                postgresClient = handler
+                try client.pipeline.syncOperations.addHandler(handler, position: .first)
             }
         } catch {
             run(machine.abort(.clientError, "cannot set up the connection: \(error)"))
@@ -412,6 +423,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         upstreamGlue?.unlink()
         mysql?.upgradeHandler = nil
         mysql = nil
+        postgresClient = nil
         clientGlue = nil
         upstreamGlue = nil
         upstream = nil

@@ -117,6 +117,40 @@ def test_postgres_direct_server_without_alpn_is_refused_needs_root(lab, direct, 
     assert recs[-1]["reason"] == "tls_handshake_failed" and detail in recs[-1]["detail"], recs
 
 
+SLOW_CLIENT = r"""
+import socket, struct, sys, time
+s = socket.create_connection((sys.argv[1], 5432), timeout=10)
+time.sleep(0.5)          # the upstream refusal (no ALPN) is decided meanwhile
+s.sendall(bytes([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]))         # SSLRequest
+print("ssl-answer", s.recv(1))
+body = struct.pack("!I", 196608) + b"user\0postgres\0database\0postgres\0\0"
+s.sendall(struct.pack("!I", len(body) + 4) + body)             # StartupMessage
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print("after-startup", data[:1], data.decode("latin-1"))
+"""
+
+
+def test_postgres_direct_refusal_waits_for_a_slow_clients_startup_message_needs_root(lab, direct, direct_gateway):
+    """The upstream refusal comes before the client's SSLRequest (here: the client waits half
+    a second first; in CI it happened by timing once). The SSLRequest still gets its `N` and
+    the error answers the startup message: sent in place of the `N`, libpq would show only
+    "server sent an error response during SSL exchange"."""
+    g = direct_gateway
+    r = lab.run(lab.client, ["python3", "-c", SLOW_CLIENT, NOALPN], timeout=30, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "ssl-answer b'N'", r.stdout
+    detail = "the server selected none of the ALPN protocols postgresql (alpn_required)"
+    assert lines[1].startswith("after-startup b'E'") and "tlsgate: policy pgd-noalpn: tls_handshake_failed: %s" % detail in lines[1], r.stdout
+    recs = g.wait_records("connection closed", 1, policy="pgd-noalpn")
+    assert recs[-1]["reason"] == "tls_handshake_failed", recs
+
+
 def test_postgres_direct_probe_shows_the_direct_start_needs_root(lab, pki, direct, worker_bin, tmp_path):
     for addr, ok in ((ALPN, True), (NOALPN, False)):
         p = tmp_path / ("pgd-%s.toml" % addr)

@@ -9,9 +9,48 @@ final class PostgresClientHandler: ChannelInboundHandler, RemovableChannelHandle
     typealias OutboundOut = ByteBuffer
 
     private var preamble = PostgresClientPreamble()
+    private var context: ChannelHandlerContext?
+    /// The gateway's refusal (an ErrorResponse), held until the client has sent its startup
+    /// message: libpq reads an answer to its SSLRequest as one byte, `N` or `S`, and shows
+    /// nothing of an error sent in its place ("server sent an error response during SSL
+    /// exchange"). So the SSLRequest still gets its `N`, the startup message the error.
+    private var refusal: (ByteBuffer, EventLoopPromise<Void>)?
+    /// How long a held refusal waits for the startup message before it goes anyway.
+    static let refusalWait = TimeAmount.seconds(2)
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         if context.channel.isActive { context.read() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        if let (_, promise) = refusal {
+            refusal = nil
+            promise.fail(ChannelError.ioOnClosedChannel)
+        }
+    }
+
+    /// Writes the gateway's refusal once the client has sent its startup message (at once if
+    /// it has, or after `refusalWait`); `promise` completes when it is written.
+    func refuse(_ answer: ByteBuffer, promise: EventLoopPromise<Void>) {
+        guard let context else {
+            promise.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        guard !preamble.done else {
+            context.writeAndFlush(wrapOutboundOut(answer), promise: promise)
+            return
+        }
+        refusal = (answer, promise)
+        context.read()
+        context.eventLoop.scheduleTask(in: Self.refusalWait) { [weak self] in self?.sendRefusal() }
+    }
+
+    private func sendRefusal() {
+        guard let (answer, promise) = refusal, let context else { return }
+        refusal = nil
+        context.writeAndFlush(wrapOutboundOut(answer), promise: promise)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -35,6 +74,8 @@ final class PostgresClientHandler: ChannelInboundHandler, RemovableChannelHandle
             context.writeAndFlush(wrapOutboundOut(out), promise: nil)
             context.read()
         case .pass(let bytes):
+            // Refused already: the startup message is what the refusal waited for.
+            guard refusal == nil else { return sendRefusal() }
             guard !bytes.isEmpty else { return }
             var out = context.channel.allocator.buffer(capacity: bytes.count)
             out.writeBytes(bytes)
