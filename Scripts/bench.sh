@@ -274,7 +274,6 @@ log "nginx on $SERVER:443 (good.test, CPU $LOAD_CPUS), /big = ${SIZE_MIB} MiB, /
 # ---------------------------------------------------------------- upgraders
 UP_PIDS=()        # processes of the running upgrader (for RSS/PSS/CPU)
 UP_MAIN=""        # the PID we started (stopped at the end)
-WORKER_PID=""     # tlsgate: its worker
 PERF_PID=""
 
 redirect_to() {   # nft redirect in the gateway namespace: LAN tcp/80 to $SERVER -> local :PORT
@@ -321,7 +320,7 @@ CONF
   local c
   UP_PIDS=("$UP_MAIN")
   for c in $(pgrep -P "$UP_MAIN" || true); do
-    [ "$(cat "/proc/$c/comm" 2>/dev/null)" = tlsgate ] && { UP_PIDS+=("$c"); BG_PIDS+=("$c"); WORKER_PID=$c; }
+    [ "$(cat "/proc/$c/comm" 2>/dev/null)" = tlsgate ] && { UP_PIDS+=("$c"); BG_PIDS+=("$c"); }
   done
   [ "${#UP_PIDS[@]}" -eq 2 ] || { log "expected one tlsgate worker, found $(( ${#UP_PIDS[@]} - 1 ))"; return 1; }
   log "worker: $(grep -m1 'worker listening' "$RUN/tlsgate.log" | grep -o 'threads=[^ ]*\|cpus=.*)' | paste -sd' ' -)"
@@ -373,7 +372,7 @@ stop_upgrader() {
   stop_pid "$UP_MAIN" 5
   for pid in "${UP_PIDS[@]}"; do stop_pid "$pid" 1; done
   nsx "$NS_G" nft delete table inet bench 2>/dev/null || true
-  UP_PIDS=(); UP_MAIN=""; WORKER_PID=""
+  UP_PIDS=(); UP_MAIN=""
 }
 
 # URLs: every upgrader gets plain http://198.19.0.10/...; "direct" is the client's own TLS

@@ -139,7 +139,6 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         case .closeClient:
             client.close(promise: nil)
         case .resetClient:
-            clientGlue?.tickFlush()  // what this tick read goes out before SO_LINGER 0
             if let provider = client as? SocketOptionProvider {
                 // SO_LINGER 0: close sends RST, so the client sees an error, not a clean end.
                 provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in

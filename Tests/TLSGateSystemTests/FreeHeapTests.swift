@@ -12,23 +12,15 @@ private let glibcMalloc = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_
     && dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") == nil
 
 @Suite struct FreeHeapTests {
-    /// Resident pages of this process (/proc/self/statm, second field), in KiB.
+    /// Resident pages of this process (/proc/self/statm, second field), in KiB; -1 if unread.
     private func residentKiB() -> Int {
         guard let file = fopen("/proc/self/statm", "r") else { return -1 }
         defer { fclose(file) }
-        var size = 0
-        var resident = 0
-        guard fscanf_two(file, &size, &resident) else { return -1 }
-        return resident * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
-    }
-
-    private func fscanf_two(_ file: UnsafeMutablePointer<FILE>, _ a: inout Int, _ b: inout Int) -> Bool {
         var line = [CChar](repeating: 0, count: 128)
-        guard fgets(&line, Int32(line.count), file) != nil else { return false }
+        guard fgets(&line, Int32(line.count), file) != nil else { return -1 }
         let fields = String(cString: line).split(separator: " ")
-        guard fields.count >= 2, let x = Int(fields[0]), let y = Int(fields[1]) else { return false }
-        (a, b) = (x, y)
-        return true
+        guard fields.count >= 2, let pages = Int(fields[1]) else { return -1 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
     }
 
     @Test(.enabled(if: glibcMalloc, "skipped: malloc is a sanitizer's, not glibc's"))
