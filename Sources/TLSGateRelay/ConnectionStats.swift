@@ -28,11 +28,21 @@ public final class ConnectionStats: Sendable {
     func observe(_ histogram: String, nanoseconds: Int64) {
         let value = UInt64(max(0, nanoseconds))
         let bucket = WorkerStats.bucket(nanoseconds: value)
+        let keys = Self.bucketKeys[histogram]?[bucket] ?? (count: "\(histogram).\(bucket).count", ns: "\(histogram).\(bucket).ns")
         state.withLockedValue {
-            $0.totals["\(histogram).\(bucket).count", default: 0] += 1
-            $0.totals["\(histogram).\(bucket).ns", default: 0] &+= value
+            $0.totals[keys.count, default: 0] += 1
+            $0.totals[keys.ns, default: 0] &+= value
         }
     }
+
+    /// Every histogram bucket's two keys, built once rather than on every observation.
+    private static let bucketKeys: [String: [(count: String, ns: String)]] = Dictionary(
+        uniqueKeysWithValues: WorkerStats.histograms.map { histogram in
+            (histogram, (0...WorkerStats.bucketBounds.count).map { ("\(histogram).\($0).count", "\(histogram).\($0).ns") })
+        })
+    /// `closed.REASON` for every reason.
+    private static let closedKeys: [RelayReason: String] = Dictionary(
+        uniqueKeysWithValues: RelayReason.all.map { ($0, "closed.\($0)") })
 
     func handshake(resumed: Bool, nanoseconds: Int64) {
         state.withLockedValue { $0.totals[resumed ? "handshakes.resumed" : "handshakes.full", default: 0] += 1 }
@@ -42,7 +52,7 @@ public final class ConnectionStats: Sendable {
     func closed(reason: RelayReason, bytesUp: Int, bytesDown: Int, nanoseconds: Int64) {
         state.withLockedValue {
             $0.closed += 1
-            $0.totals["closed.\(reason)", default: 0] += 1
+            $0.totals[Self.closedKeys[reason] ?? "closed.\(reason)", default: 0] += 1
             if bytesUp > 0 { $0.totals["bytes.up", default: 0] += UInt64(bytesUp) }
             if bytesDown > 0 { $0.totals["bytes.down", default: 0] += UInt64(bytesDown) }
         }

@@ -385,19 +385,21 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     }
 
     /// Who talked to whom: the first fields of the connection line and of the audit line.
-    private var endpointMetadata: Logger.Metadata {
-        [
-            "policy": "\(shared.policy.name)",
-            "client": "\(clientAddress?.logText ?? "?")",
-            "dst": "\(original?.logText ?? "-")",
-            "upstream": "\(upstreamAddress?.logText ?? "-")",
-            "sni": "\(identity.map { "\($0)" } ?? "-")",
-        ]
+    /// The fields that say which connection a line is about, in a dictionary with room for
+    /// `capacity` fields in all (no regrowth while the caller adds its own).
+    private func endpointMetadata(capacity: Int) -> Logger.Metadata {
+        var metadata = Logger.Metadata(minimumCapacity: capacity)
+        metadata["policy"] = "\(shared.policy.name)"
+        metadata["client"] = "\(clientAddress?.logText ?? "?")"
+        metadata["dst"] = "\(original?.logText ?? "-")"
+        metadata["upstream"] = "\(upstreamAddress?.logText ?? "-")"
+        metadata["sni"] = "\(identity.map { "\($0)" } ?? "-")"
+        return metadata
     }
 
     /// One line per refused certificate, with what a security team needs to follow up.
     private func audit(_ error: TLSError) {
-        var metadata = endpointMetadata
+        var metadata = endpointMetadata(capacity: 13)
         metadata["verify_error"] = "\(error.detail)"
         metadata["verify_code"] = "\(error.verifyCode ?? 0)"
         if let cert = error.peerCertificate {
@@ -432,7 +434,10 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         let duration = NIODeadline.now() - started
         let (bytesUp, bytesDown) = (machine.bytesUp, machine.bytesDown)
         shared.stats.closed(reason: reason, bytesUp: bytesUp, bytesDown: bytesDown, nanoseconds: duration.nanoseconds)
-        var metadata = endpointMetadata
+        let level: Logger.Level = reason.result == .ok ? .info : .warning
+        // A line the log level drops costs nothing: no fields built (one per connection).
+        guard shared.logger.logLevel <= level else { return }
+        var metadata = endpointMetadata(capacity: 15)
         metadata["tls_version"] = "\(tlsInfo?.version ?? "-")"
         metadata["cipher"] = "\(tlsInfo?.cipher ?? "-")"
         metadata["resumed"] = "\(tlsInfo?.resumed ?? false)"
@@ -443,7 +448,6 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         metadata["reason"] = "\(reason)"
         metadata["alpn"] = "\(tlsInfo?.alpn ?? "-")"
         metadata["detail"] = "\(detail ?? "-")"
-        let level: Logger.Level = reason.result == .ok ? .info : .warning
         shared.logger.log(level: level, "connection closed", metadata: metadata)
     }
 }

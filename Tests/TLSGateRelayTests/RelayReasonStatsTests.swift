@@ -13,6 +13,22 @@ import Testing
         }
     }
 
+    @Test func everyHistogramBucketAndReasonKeyIsAStatsKey() {
+        // The keys built once at start-up are the ones the supervisor accepts.
+        for histogram in WorkerStats.histograms {
+            for (index, bound) in (WorkerStats.bucketBounds + [UInt64.max]).enumerated() {
+                let stats = ConnectionStats()
+                stats.observe(histogram, nanoseconds: Int64(clamping: bound))
+                #expect(stats.changes() == ["active": 0, "\(histogram).\(index).count": 1, "\(histogram).\(index).ns": min(bound, UInt64(Int64.max))])
+            }
+        }
+        for reason in RelayReason.all {
+            let stats = ConnectionStats()
+            stats.closed(reason: reason, bytesUp: 0, bytesDown: 0, nanoseconds: 0)
+            #expect(stats.changes()["closed.\(reason)"] == 1, "\(reason)")
+        }
+    }
+
     @Test func connectionStatsReportOnlyChanges() {
         let stats = ConnectionStats()
         stats.accepted()

@@ -30,8 +30,11 @@ import Testing
     }
 
     @Test func plainValuesAndEscapesAgree() {
-        // The ASCII fast path and the scalar path give the same answers.
-        for value in ["a", "a b", "a=b", "a\"b", "a\\b", "ok-1.2:3/4", "é", "a\u{7f}", "~!@#$%^&*()"] {
+        // The ASCII fast paths and the scalar path give the same answers: every ASCII byte
+        // inside a value, and non-ASCII text with and without Unicode whitespace.
+        let everyASCII = (0..<0x80).map { "a" + String(UnicodeScalar(UInt8($0))) + "b" }
+        let others = ["a", "a b", "a=b", "a\"b", "a\\b", "ok-1.2:3/4", "é", "a\u{7f}", "~!@#$%^&*()", "a\u{a0}b", "a\u{3000}b", "é b"]
+        for value in everyASCII + others {
             let slow = value.unicodeScalars.contains { scalar in
                 scalar == "\"" || scalar == "=" || scalar.properties.isWhitespace
                     || KeyValueLogHandler.textEscape(scalar) != nil
@@ -110,8 +113,8 @@ import Testing
 
     @Test func fieldOrderIsTheREADMEOrder() {
         let line = textLine([
-            "reason": "completed", "alpn": "-", "policy": "p", "resumed": "false", "zzz": "1", "bytes_up": "1",
+            "reason": "completed", "alpn": "-", "policy": "p", "resumed": "false", "zzz": "1", "bytes_up": "1", "aaa": "2",
         ])
-        #expect(line == "\(time) warning m policy=p resumed=false alpn=- bytes_up=1 reason=completed zzz=1")
+        #expect(line == "\(time) warning m policy=p resumed=false alpn=- bytes_up=1 reason=completed aaa=2 zzz=1")
     }
 }
