@@ -578,3 +578,10 @@ cleanup:
 int tg_linux_release_free_heap(void) {
     return malloc_trim(0);
 }
+
+int tg_linux_keep_free_heap(size_t mmap_threshold, size_t trim_threshold) {
+    // Fixed values also turn off glibc's own adjustment of both thresholds.
+    if (mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) != 1) return -1;
+    if (mallopt(M_TRIM_THRESHOLD, (int)trim_threshold) != 1) return -1;
+    return 0;
+}

@@ -11,6 +11,10 @@ public final class ConnectionStats: Sendable {
         var closed: UInt64 = 0
         /// What `changes()` returned last, to send only what moved.
         var sent: [String: UInt64] = [:]
+        /// Accepted and closed counts at the last `quietAfterActivity()` call, and when it
+        /// last answered true.
+        var seen: (accepted: UInt64, closed: UInt64) = (0, 0)
+        var quietAt: (accepted: UInt64, closed: UInt64) = (0, 0)
     }
 
     private let state = NIOLockedValueBox(State())
@@ -57,6 +61,19 @@ public final class ConnectionStats: Sendable {
             if bytesDown > 0 { $0.totals["bytes.down", default: 0] += UInt64(bytesDown) }
         }
         observe("duration", nanoseconds: nanoseconds)
+    }
+
+    /// True once per quiet spell: no connection accepted or closed since the previous
+    /// call, but some since the last time this answered true (so a worker with nothing to
+    /// do answers true once, not on every call).
+    func quietAfterActivity() -> Bool {
+        state.withLockedValue { state in
+            let now = (accepted: state.accepted, closed: state.closed)
+            defer { state.seen = now }
+            guard now == state.seen, now != state.quietAt else { return false }
+            state.quietAt = now
+            return true
+        }
     }
 
     /// Every total (and `active`) that changed since the last call.

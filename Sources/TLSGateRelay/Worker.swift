@@ -51,6 +51,7 @@ public final class Worker: Sendable {
     private let serverChannel = NIOLockedValueBox<Channel?>(nil)
     private let addressRefresh = NIOLockedValueBox<RepeatedTask?>(nil)
     private let statsTask = NIOLockedValueBox<RepeatedTask?>(nil)
+    private let heapTask = NIOLockedValueBox<RepeatedTask?>(nil)
 
     public init(policy: Policy, options: WorkerOptions, logger: Logger) throws {
         let tlsContext: TLSContext
@@ -146,6 +147,18 @@ public final class Worker: Sendable {
         statsTask.withLockedValue { $0 = task }
     }
 
+    /// Gives the heap's free memory back to the kernel once connections stop coming and
+    /// going (`FreeHeap.release` when an interval saw none accepted or closed, after some
+    /// were): under traffic freed relay buffers stay for reuse (`FreeHeap.keepForReuse`),
+    /// at rest and with only idle connections open they do not stay resident.
+    public func releaseHeapWhenQuiet(every interval: TimeAmount) {
+        let stats = shared.stats
+        let task = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            if stats.quietAfterActivity() { FreeHeap.release() }
+        }
+        heapTask.withLockedValue { $0 = task }
+    }
+
     /// Takes `networks` as the policy's destinations from now on (the supervisor's
     /// `destinations` line: a `[match] hosts` name's addresses changed); open connections
     /// are not touched. Logs what entered and left.
@@ -187,6 +200,7 @@ public final class Worker: Sendable {
         }
         let cut = shared.limiter.current
         statsTask.withLockedValue { $0?.cancel() }
+        heapTask.withLockedValue { $0?.cancel() }
         if cut > 0 {
             logger.warning("drain deadline reached", metadata: ["open_connections": "\(cut)"])
         }

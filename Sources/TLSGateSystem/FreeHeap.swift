@@ -13,4 +13,14 @@ public enum FreeHeap {
     public static func release() -> Bool {
         tg_linux_release_free_heap() == 1
     }
+
+    /// Freed memory kept for reuse under traffic: glibc gives the top of an arena back to
+    /// the kernel once it is above `trimThreshold` (128 KiB by default), and a relay that
+    /// moves data frees and allocates 64 KiB buffers all the time, so each give-back was
+    /// followed by the same pages faulted in again and zeroed. Blocks below
+    /// `mmapThreshold` come from the arenas (fixing one threshold stops glibc moving both).
+    @discardableResult
+    public static func keepForReuse(mmapThreshold: Int, trimThreshold: Int) -> Bool {
+        tg_linux_keep_free_heap(mmapThreshold, trimThreshold) == 0
+    }
 }

@@ -29,6 +29,23 @@ import Testing
         }
     }
 
+    @Test func quietOnceAfterEachSpellOfActivity() {
+        let stats = ConnectionStats()
+        #expect(!stats.quietAfterActivity())  // nothing ever happened: nothing to give back
+        stats.accepted()
+        #expect(!stats.quietAfterActivity())  // a connection came in this interval
+        #expect(stats.quietAfterActivity())  // an interval without: once
+        #expect(!stats.quietAfterActivity())
+        stats.closed(reason: .completed, bytesUp: 1, bytesDown: 1, nanoseconds: 1)
+        #expect(!stats.quietAfterActivity())  // a close is activity too
+        #expect(stats.quietAfterActivity())
+        stats.accepted()
+        #expect(!stats.quietAfterActivity())
+        stats.accepted()
+        #expect(!stats.quietAfterActivity())  // traffic in every interval: never
+        #expect(stats.quietAfterActivity())
+    }
+
     @Test func connectionStatsReportOnlyChanges() {
         let stats = ConnectionStats()
         stats.accepted()

@@ -11,7 +11,8 @@ import Glibc
 private let glibcMalloc = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_init") == nil
     && dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") == nil
 
-@Suite struct FreeHeapTests {
+/// Serialized: both tests read this process's resident size around what they free.
+@Suite(.serialized) struct FreeHeapTests {
     /// Resident pages of this process (/proc/self/statm, second field), in KiB; -1 if unread.
     private func residentKiB() -> Int {
         guard let file = fopen("/proc/self/statm", "r") else { return -1 }
@@ -44,5 +45,27 @@ private let glibcMalloc = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_
         #expect(before > 0 && after > 0)
         // Other tests run in parallel and allocate too: ask for most of it, not all.
         #expect(before - after >= 16 * 1024, "resident \(before) KiB -> \(after) KiB")
+    }
+
+    @Test(.enabled(if: glibcMalloc, "skipped: malloc is a sanitizer's, not glibc's"))
+    func freedBlocksStayUntilReleased() throws {
+        // With a trim threshold above what is freed, free() keeps the heap's top resident
+        // (by default glibc gives back anything above 128 KiB at once); release() does not.
+        #expect(FreeHeap.keepForReuse(mmapThreshold: 16 << 20, trimThreshold: 64 << 20))
+        defer { FreeHeap.keepForReuse(mmapThreshold: 1 << 20, trimThreshold: 2 << 20) }  // the worker's
+        var blocks: [UnsafeMutableRawPointer] = []
+        for _ in 0..<256 {  // 16 MiB in 64 KiB blocks
+            let block = try #require(malloc(64 * 1024))
+            memset(block, 0x5a, 64 * 1024)
+            blocks.append(block)
+        }
+        let before = residentKiB()
+        for block in blocks.reversed() { free(block) }
+        let kept = residentKiB()
+        FreeHeap.release()
+        let after = residentKiB()
+        #expect(before > 0 && kept > 0 && after > 0)
+        #expect(before - kept < 4 * 1024, "free() gave back: \(before) KiB -> \(kept) KiB")
+        #expect(kept - after >= 8 * 1024, "release() gave back too little: \(kept) KiB -> \(after) KiB")
     }
 }
