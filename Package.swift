@@ -99,9 +99,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             // Linked by lld (the toolchain's own): relative relocations packed (DT_RELR,
-            // glibc 2.36), and no dynamic symbol table of the executable's ~14,000 Swift
+            // glibc 2.36), and no dynamic symbol table of the executable's ~13,900 Swift
             // symbols, which swiftc's static-stdlib arguments export and nothing looks up.
-            // Both pages were resident in every process: 1.4 MiB at rest (README, Benchmark).
+            // Both tables stayed resident: 1.4 MiB at rest (README, "Where memory at rest went").
             linkerSettings: [
                 .unsafeFlags([
                     "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic",

@@ -573,6 +573,7 @@ cleanup:
     return -1;
 }
 
+#include <limits.h>
 #include <malloc.h>
 
 int tg_linux_release_free_heap(void) {
@@ -581,6 +582,7 @@ int tg_linux_release_free_heap(void) {
 
 int tg_linux_keep_free_heap(size_t mmap_threshold, size_t trim_threshold) {
     // Fixed values also turn off glibc's own adjustment of both thresholds.
+    if (mmap_threshold > INT_MAX || trim_threshold > INT_MAX) return -1;
     if (mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) != 1) return -1;
     if (mallopt(M_TRIM_THRESHOLD, (int)trim_threshold) != 1) return -1;
     return 0;

@@ -68,4 +68,10 @@ private let glibcMalloc = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_
         #expect(before - kept < 4 * 1024, "free() gave back: \(before) KiB -> \(kept) KiB")
         #expect(kept - after >= 8 * 1024, "release() gave back too little: \(kept) KiB -> \(after) KiB")
     }
+
+    @Test func aThresholdBeyondAnIntIsRefused() {
+        // mallopt takes an int: a larger value is refused before anything is set.
+        #expect(!FreeHeap.keepForReuse(mmapThreshold: Int(Int32.max) + 1, trimThreshold: 2 << 20))
+        #expect(!FreeHeap.keepForReuse(mmapThreshold: 1 << 20, trimThreshold: Int(Int32.max) + 1))
+    }
 }

@@ -124,7 +124,8 @@ int tg_linux_seccomp_selftest_forbidden_call(void);
 // Gives the free memory of every malloc arena back to the kernel (malloc_trim(0)): 1 if
 // some was released, 0 if none.
 int tg_linux_release_free_heap(void);
-/// mallopt(M_MMAP_THRESHOLD), mallopt(M_TRIM_THRESHOLD): 0, or -1 when glibc refused one.
+// mallopt(M_MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD): 0, or -1 when a value does not
+// fit an int or glibc refused it.
 int tg_linux_keep_free_heap(size_t mmap_threshold, size_t trim_threshold);
 
 #endif
