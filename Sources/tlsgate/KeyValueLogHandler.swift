@@ -78,7 +78,6 @@ struct KeyValueLogHandler: LogHandler {
 
     /// One log line, without its newline.
     func render(time: String, level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
-        // Each key's rank looked up once, not at every comparison of the sort.
         // One pass over the pairs (each key's rank looked up once, no lookup of the values
         // again), then the order: a connection's line has 15 fields.
         var fields: [(rank: Int, key: String, value: Logger.Metadata.Value)] = []

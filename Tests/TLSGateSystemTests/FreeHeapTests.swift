@@ -24,18 +24,21 @@ private let glibcMalloc = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_
         return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
     }
 
+    /// `count` blocks of 64 KiB from malloc, every page written (so resident).
+    private func writtenBlocks(_ count: Int) throws -> [UnsafeMutableRawPointer] {
+        try (0..<count).map { _ in
+            let block = try #require(malloc(64 * 1024))
+            memset(block, 0x5a, 64 * 1024)
+            return block
+        }
+    }
+
     @Test(.enabled(if: glibcMalloc, "skipped: malloc is a sanitizer's, not glibc's"))
     func freedHeapBelowALiveBlockGoesBack() throws {
         // 32 MiB in 64 KiB blocks (below the mmap threshold: they come from the heap), each
         // page written; then all freed but the last one allocated, which keeps glibc from
         // shrinking the heap's top by itself. The free 32 MiB stay resident until the trim.
-        let count = 512
-        var blocks: [UnsafeMutableRawPointer] = []
-        for _ in 0..<count {
-            let block = try #require(malloc(64 * 1024))
-            memset(block, 0x5a, 64 * 1024)
-            blocks.append(block)
-        }
+        var blocks = try writtenBlocks(512)
         let pin = blocks.removeLast()
         for block in blocks { free(block) }
         let before = residentKiB()
@@ -53,12 +56,7 @@ private let glibcMalloc = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_
         // (by default glibc gives back anything above 128 KiB at once); release() does not.
         #expect(FreeHeap.keepForReuse(mmapThreshold: 16 << 20, trimThreshold: 64 << 20))
         defer { FreeHeap.keepForReuse(mmapThreshold: 1 << 20, trimThreshold: 2 << 20) }  // the worker's
-        var blocks: [UnsafeMutableRawPointer] = []
-        for _ in 0..<256 {  // 16 MiB in 64 KiB blocks
-            let block = try #require(malloc(64 * 1024))
-            memset(block, 0x5a, 64 * 1024)
-            blocks.append(block)
-        }
+        let blocks = try writtenBlocks(256)  // 16 MiB
         let before = residentKiB()
         for block in blocks.reversed() { free(block) }
         let kept = residentKiB()
