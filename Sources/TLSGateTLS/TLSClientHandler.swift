@@ -205,23 +205,27 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
             flushOutbound(context: context)  // carries the alert to the server
             fail(context: context, error: error)
         case .complete:
-            flushOutbound(context: context)
             let info = connection.handshakeInfo(includingChain: reportsPeerChain)
             if tlsContext.configuration.alpnRequired && info.alpn == nil {
+                flushOutbound(context: context)
                 fail(context: context, error: TLSError(
                     kind: .handshakeFailed,
                     context: "the server selected none of the ALPN protocols \(tlsContext.configuration.alpn.joined(separator: ", ")) (alpn_required)"))
                 return
             }
-            guard machine.handshakeCompleted() == .fireCompletedAndFlushPending else { return }
+            guard machine.handshakeCompleted() == .fireCompletedAndFlushPending else {
+                flushOutbound(context: context)
+                return
+            }
+            // The last handshake flight (the client's Finished) waits in the BIO for what the
+            // pipeline writes on hearing of the handshake (the relay replays the client's
+            // first bytes): one write and one TCP segment carry both, not two.
             context.fireUserInboundEventTriggered(TLSClientEvent.handshakeCompleted(info))
             let writes = pendingWrites
             pendingWrites.removeAll()
             for (buffer, promise) in writes { encrypt(context: context, buffer, promise: promise) }
-            if pendingFlush || !writes.isEmpty {
-                pendingFlush = false
-                flushOutbound(context: context)
-            }
+            pendingFlush = false
+            flushOutbound(context: context)
             // Application data may have arrived with the last handshake flight.
             if connection.bio.hasBufferedInbound { readPlaintext(context: context) }
         }

@@ -29,6 +29,21 @@ final class Recorder: ChannelInboundHandler {
     }
 }
 
+/// Writes and flushes `bytes` (through the handlers after it) once the handshake completed.
+final class WriteOnHandshake: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSClientEvent {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
 struct Pair {
     let channel: EmbeddedChannel
     let handler: TLSClientHandler
@@ -105,6 +120,23 @@ struct Pair {
         let downstream = Array((0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
         try pair.deliver(pair.server.send(downstream))
         #expect(pair.recorder.received == downstream)
+    }
+
+    /// What the pipeline writes on hearing that the handshake completed (the relay replays
+    /// the client's first bytes) leaves in the same write as the client's Finished: one
+    /// write, one TCP segment, not two.
+    @Test func firstBytesLeaveWithTheLastHandshakeFlight() throws {
+        let pair = try Pair()
+        let request = Array("GET / HTTP/1.1\r\n\r\n".utf8)
+        try pair.channel.pipeline.syncOperations.addHandler(WriteOnHandshake(request), position: .after(pair.handler))
+        let hello = try #require(try pair.channel.readOutbound(as: ByteBuffer.self))
+        try pair.deliver(pair.server.receive(hello))  // the server's whole flight: the client is done
+        #expect(pair.recorder.handshake != nil)
+        let flight = try #require(try pair.channel.readOutbound(as: ByteBuffer.self))
+        #expect(try pair.channel.readOutbound(as: ByteBuffer.self) == nil)
+        _ = pair.server.receive(flight)
+        #expect(pair.server.handshakeDone)
+        #expect(pair.server.received == request)
     }
 
     @Test func serverCloseNotifyClosesInputOnly() throws {
