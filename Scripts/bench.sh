@@ -14,7 +14,8 @@
 #   --duration S     seconds of each wrk test (default 5; --quick 3)
 #   --size MiB       bulk file size (default 64)
 #   --conns N        idle keep-alive connections held for the memory test (default 2000; --quick 500)
-#   --rounds R       repeats of every test, the median is reported (default 2, at least 2)
+#   --rounds R       rounds: every row runs every test once per round, the rows taking
+#                    turns (reversed every other round); medians reported (default 3, 2-9)
 #   --concurrency C  concurrent clients in the new-connection tests (default 50)
 #   --only LIST      comma-separated subset of tlsgate,haproxy,stunnel,tlsgate2,haproxy2,direct
 #   --tests LIST     comma-separated subset of idle,bulk,cps,full,ka (default all; memory at
@@ -40,9 +41,10 @@
 # system services from running), builds tlsgate (release, the Swift runtime linked
 # statically as the package ships it) if the binary is missing or older than Sources/,
 # builds the lab with Scripts/lab.sh --prefix tgb-, runs nginx in the server namespace,
-# then each upgrader in turn (never two at once) in the gateway namespace, and prints a
-# table. Every load run is bounded by `timeout`; processes are stopped by PID and the nft
-# table and the namespaces removed on every exit. Everything the script starts runs at
+# then the upgraders in turn (never two at once) in the gateway namespace, round after
+# round, each round in a fresh process of each, and prints a table. Every load run is
+# bounded by `timeout`; processes are stopped by PID and the nft table and the namespaces
+# removed on every exit. Everything the script starts runs at
 # nice -10 (TGB_NICE=N to change), so background work on a shared machine disturbs the
 # figures less; the gateway's CPU time per connection/request is the least noisy figure.
 set -euo pipefail
@@ -54,7 +56,8 @@ PY=/usr/bin/python3
 
 usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
-QUICK=0 DURATION="" SIZE_MIB=64 CONNS="" CONC=50 ROUNDS=2 PERF=0
+ARGS="$*"        # for the table's header (the loop below consumes them)
+QUICK=0 DURATION="" SIZE_MIB=64 CONNS="" CONC=50 ROUNDS=3 PERF=0
 ONLY="tlsgate,haproxy,stunnel,tlsgate2,haproxy2" TESTS="idle,bulk,cps,full,ka"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -498,11 +501,6 @@ run_wrk() {       # run_wrk ROW TEST ROUND PATH CONNS [wrk args...]: req/s, p99 
   log "$test $round: $(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out") req/s, p99 $(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")") ms, resumed upstream ${res:-?} %${segs:+, gateway TCP segments per request $segs}${errs:+, $errs}"
 }
 
-wrk_rounds() {    # 1..ROUNDS, preceded by the profiled round 0 for tlsgate's one-CPU row with --perf
-  case "$PERF:${CUR_ROW:-}" in 1:tlsgate|1:haproxy|1:stunnel) echo 0 ;; esac
-  seq 1 "$ROUNDS"
-}
-
 start_row() {     # start_row ROW CPUS: start the upgrader, wait for it, warm it up
   local u=$1 cpus=$2 i
   case "$u" in
@@ -520,52 +518,41 @@ start_row() {     # start_row ROW CPUS: start the upgrader, wait for it, warm it
   sleep 1
 }
 
-run_upgrader() {  # run_upgrader ROW
-  local u=$1 base=${1%2} cpus=$GW_CPUS scaling=0 round
+run_round() {     # run_round ROW ROUND: one round of every test for ROW, in a fresh process
+                  # (round 0: the extra runs under perf, not counted, with --perf)
+  local u=$1 round=$2 base=${1%2} cpus=$GW_CPUS scaling=0
   [ "$u" = "$base" ] || { scaling=1; cpus=$SCALE_CPUS; }
-  say "$u (CPUs $([ "$u" = direct ] && echo "-" || echo "$cpus"))"
-  LOAD[$u]=$(cut -d' ' -f1 /proc/loadavg)
-  if [ -n "${SKIP[$base]:-}" ]; then na "$u" "${SKIP[$base]}"; log "skipped: ${SKIP[$base]}"; return 0; fi
+  say "$u, round $round$([ "$round" -eq 0 ] && echo " (profiled, not counted)") (CPUs $([ "$u" = direct ] && echo "-" || echo "$cpus"))"
+  [ -n "${LOAD[$u]:-}" ] || LOAD[$u]=$(cut -d' ' -f1 /proc/loadavg)
+  if [ -n "${SKIP[$base]:-}" ]; then
+    [ "$round" -ne 1 ] || na "$u" "${SKIP[$base]}"
+    log "skipped: ${SKIP[$base]}"; return 0
+  fi
   CUR_ROW=$u
   start_row "$u" "$cpus" || return 0
-  if [ "$u" != direct ]; then
+  if [ "$round" -gt 0 ] && [ "$u" != direct ]; then
     put "$u" rss "$(rss_kib "${UP_PIDS[@]}")"
     put "$u" pss "$(pss_kib "${UP_PIDS[@]}")"
     put "$u" uniq "$(uniq_kib "${UP_PIDS[@]}")"
     log "RSS at rest: $(rss_each "${UP_PIDS[@]}"); PSS $(fmt "$(awk -v k="$(pss_kib "${UP_PIDS[@]}")" 'BEGIN{print k/1024}')") MiB"
-    # Idle memory: every round in a fresh process (a second round in the same one would
-    # reuse what the first freed and understate the cost).
-    if [ "$scaling" -eq 0 ] && want idle; then
-      for round in $(seq 1 "$ROUNDS"); do
-        if [ "$round" -gt 1 ]; then
-          stop_upgrader; start_row "$u" "$cpus" || return 0
-          put "$u" rss "$(rss_kib "${UP_PIDS[@]}")"
-          put "$u" pss "$(pss_kib "${UP_PIDS[@]}")"
-          put "$u" uniq "$(uniq_kib "${UP_PIDS[@]}")"
-        fi
-        measure_idle "$u" "$round"
-      done
-    fi
+    # Idle memory first, in the fresh process (later, it would reuse what the other tests
+    # freed and understate the cost).
+    if [ "$scaling" -eq 0 ] && want idle; then measure_idle "$u" "$round"; fi
   fi
-  if want bulk; then
+  if [ "$round" -gt 0 ] && want bulk; then
     nsx "$NS_C" curl -s -o /dev/null --max-time 60 "${CURL_TLS[@]}" "$(base_url "$u")/big" || true     # warm-up
-    for round in $(seq 1 "$ROUNDS"); do measure_bulk "$u" "$round"; done
+    measure_bulk "$u" "$round"
   fi
   load "$NS_C" timeout 20 wrk -t1 -c"$CONC" -d1s --timeout 5s -H 'Connection: close' "$(base_url "$u")/small" >/dev/null 2>&1 || true
-  if want cps; then
-    for round in $(wrk_rounds); do run_wrk "$u" cps "$round" /small "$CONC" -H 'Connection: close'; done
-  fi
+  if want cps; then run_wrk "$u" cps "$round" /small "$CONC" -H 'Connection: close'; fi
   if [ "$scaling" -eq 0 ] && want full; then
     resumption off
-    for round in $(wrk_rounds); do run_wrk "$u" full "$round" /small "$CONC" -H 'Connection: close'; done
+    run_wrk "$u" full "$round" /small "$CONC" -H 'Connection: close'
     resumption on
   fi
-  if want ka; then
-    for round in $(wrk_rounds); do run_wrk "$u" ka "$round" /ka 64; done
-  fi
-  settle "$u" rss pss uniq kib bulk bulk-cpu cps cps-p99 cps-res cps-cpu full full-res full-cpu ka ka-p99 ka-cpu
+  if want ka; then run_wrk "$u" ka "$round" /ka 64; fi
   if [ "$u" != direct ]; then
-    log "RSS after all tests: $(rss_each "${UP_PIDS[@]}")"
+    log "RSS after the tests: $(rss_each "${UP_PIDS[@]}")"
     case "$u" in tlsgate*)
       log "tlsgate log: $(grep -c 'connection closed' "$RUN/tlsgate.log") connections, $(grep 'connection closed' "$RUN/tlsgate.log" | grep -vc 'result=ok') not ok" ;;
     esac
@@ -591,10 +578,25 @@ IFS=, read -r -a ORDER <<<"$ONLY"
 RAN=()
 for u in "${ORDER[@]}"; do
   case "$u" in
-    tlsgate|haproxy|stunnel|tlsgate2|haproxy2|direct) run_upgrader "$u"; RAN+=("$u") ;;
+    tlsgate|haproxy|stunnel|tlsgate2|haproxy2|direct) RAN+=("$u") ;;
     '') ;;
     *) echo "bench.sh: unknown row '$u' (tlsgate, haproxy, stunnel, tlsgate2, haproxy2, direct)" >&2 ;;
   esac
+done
+# The rows take turns within every round, in the opposite order in the next round
+# (tlsgate, haproxy, stunnel, ..., then ..., stunnel, haproxy, tlsgate): on a shared machine
+# the background load drifts, and a row whose rounds all ran in one stretch would carry that
+# stretch's luck into its ratio. --perf's profiled runs come first, one per one-CPU row.
+if [ "$PERF" -eq 1 ]; then
+  for u in "${RAN[@]}"; do case "$u" in tlsgate|haproxy|stunnel) run_round "$u" 0 ;; esac; done
+fi
+for round in $(seq 1 "$ROUNDS"); do
+  turn=("${RAN[@]}")
+  if [ $((round % 2)) -eq 0 ]; then turn=(); for u in "${RAN[@]}"; do turn=("$u" "${turn[@]}"); done; fi
+  for u in "${turn[@]}"; do run_round "$u" "$round"; done
+done
+for u in "${RAN[@]}"; do
+  settle "$u" rss pss uniq kib bulk bulk-cpu cps cps-p99 cps-res cps-cpu full full-res full-cpu ka ka-p99 ka-cpu
 done
 
 # ---------------------------------------------------------------- table
@@ -638,7 +640,7 @@ ROWS
 }
 {
   echo
-  echo "tlsgate bench  $(date -u '+%Y-%m-%d %H:%M UTC'), $(( $(date +%s) - T0 )) s: Scripts/bench.sh $*"
+  echo "tlsgate bench  $(date -u '+%Y-%m-%d %H:%M UTC'), $(( $(date +%s) - T0 )) s: Scripts/bench.sh $ARGS"
   versions
   echo "load:     $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; other network namespaces: $NS_START at start, $(others_ns) at end"
   printf 'load at each start:'; for u in "${RAN[@]}"; do printf ' %s %s' "$u" "${LOAD[$u]:-?}"; done; echo " (1-min load average)"
@@ -660,6 +662,17 @@ ROWS
   echo "included, counts 1/k in each); each page once = distinct physical pages of the upgrader's processes (Scripts/bench/distinct_kib.py)"
   echo "after start and 20 requests; idle KiB = PSS growth with $CONNS open idle relayed connections / connections."
   echo "Upstream resumed = share of the upgrader's upstream handshakes nginx reported as resumed (full test: nginx without tickets or cache)."
+  for u in "${RAN[@]}"; do
+    [ "$u" != haproxy ] && [ "$u" != haproxy2 ] || continue
+    refrow=haproxy; case "$u" in *2) refrow=haproxy2 ;; esac
+    line=""
+    for m in cps full ka bulk kib; do
+      a=(${RAW[$u,$m]:-}); b=(${RAW[$refrow,$m]:-})
+      [ "${#a[@]}" -gt 0 ] && [ "${#a[@]}" -eq "${#b[@]}" ] || continue
+      line+=" $m=$(for i in "${!a[@]}"; do awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y > 0) printf "%.2f\n", x / y }'; done | paste -sd/ -)"
+    done
+    [ -z "$line" ] || echo "$u/$refrow by round (the rows took turns):$line"
+  done
   for u in "${RAN[@]}"; do
     printf '%s rounds:' "$u"
     for m in cps full ka ka-p99 bulk kib rss pss uniq; do [ -z "${RAW[$u,$m]:-}" ] || printf ' %s=%s' "$m" "${RAW[$u,$m]// //}"; done; echo
