@@ -53,10 +53,9 @@ struct KeyValueLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        // The handler's own metadata is empty in the gateway: no copy and merge per line then.
-        var merged = event.metadata ?? [:]
-        if !metadata.isEmpty { merged = metadata.merging(merged) { _, new in new } }
-        var line = render(time: Self.timestamp(), level: event.level, message: "\(event.message)", metadata: merged)
+        var line = render(
+            time: Self.timestamp(), level: event.level, message: "\(event.message)", metadata: event.metadata ?? [:],
+            base: metadata)
         line += "\n"
         StandardStream.error(line)
     }
@@ -76,14 +75,28 @@ struct KeyValueLogHandler: LogHandler {
         }
     }
 
-    /// One log line, without its newline.
-    func render(time: String, level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
-        // One pass over the pairs (each key's rank looked up once, no lookup of the values
-        // again), then the order: a connection's line has 15 fields.
-        var fields: [(rank: Int, key: String, value: Logger.Metadata.Value)] = []
-        fields.reserveCapacity(metadata.count)
-        for (key, value) in metadata { fields.append((Self.rank[key] ?? Int.max, key, value)) }
-        fields.sort { a, b in a.rank == b.rank ? a.key < b.key : a.rank < b.rank }
+    /// One log line, without its newline: the event's `metadata`, and the logger's `base`
+    /// fields it does not set itself.
+    func render(
+        time: String, level: Logger.Level, message: String, metadata: Logger.Metadata, base: Logger.Metadata = [:]
+    ) -> String {
+        // A field of `fieldOrder` goes straight to its place and the others follow, sorted:
+        // a connection's line (every field a known one) is written without merging two
+        // dictionaries or sorting its 15 fields (27 of the 68 samples the line took in a
+        // profile of new connections).
+        typealias Field = (key: String, value: Logger.Metadata.Value)
+        var known = [Field?](repeating: nil, count: Self.fieldOrder.count)
+        var others: [Field] = []
+        func place(_ key: String, _ value: Logger.Metadata.Value) {
+            if let rank = Self.rank[key] { known[rank] = (key, value) } else { others.append((key, value)) }
+        }
+        for (key, value) in metadata { place(key, value) }
+        for (key, value) in base where metadata[key] == nil { place(key, value) }
+        others.sort { $0.key < $1.key }
+        var fields: [Field] = []
+        fields.reserveCapacity(metadata.count + base.count)
+        for case let field? in known { fields.append(field) }
+        fields += others
         var line: String
         switch format {
         case .text:

@@ -117,4 +117,15 @@ import Testing
         ])
         #expect(line == "\(time) warning m policy=p resumed=false alpn=- bytes_up=1 reason=completed aaa=2 zzz=1")
     }
+
+    /// The logger's own fields (a worker's `policy`) join the event's, in their places; the
+    /// event's value wins where both set a field.
+    @Test func loggerFieldsJoinTheEventsInOrder() {
+        let base: Logger.Metadata = ["policy": "web", "pid": "7", "result": "base"]
+        let line = text.render(
+            time: time, level: .info, message: "m", metadata: ["result": "ok", "client": "c", "aaa": "1"], base: base)
+        #expect(line == "\(time) info m policy=web client=c result=ok aaa=1 pid=7")
+        let object = json.render(time: time, level: .info, message: "m", metadata: [:], base: base)
+        #expect(object == "{\"ts\":\"\(time)\",\"level\":\"info\",\"msg\":\"m\",\"policy\":\"web\",\"result\":\"base\",\"pid\":7}")
+    }
 }
