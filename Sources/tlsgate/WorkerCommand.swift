@@ -125,7 +125,7 @@ struct WorkerCommand: ParsableCommand {
         // time) stay in the heap instead of going back to the kernel and being faulted in
         // and zeroed again (15 % of the CPU per GB relayed); `releaseHeapWhenQuiet` below
         // gives them back once the traffic stops.
-        FreeHeap.keepForReuse(mmapThreshold: 1 << 20, trimThreshold: 2 << 20)
+        FreeHeap.keepForRelaying()
 
         let worker: Worker
         do {
