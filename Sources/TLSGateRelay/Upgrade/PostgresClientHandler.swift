@@ -38,11 +38,8 @@ final class PostgresClientHandler: ChannelInboundHandler, RemovableChannelHandle
             promise.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        guard !preamble.done else {
-            context.writeAndFlush(wrapOutboundOut(answer), promise: promise)
-            return
-        }
         refusal = (answer, promise)
+        if preamble.done { return sendRefusal() }
         context.read()
         context.eventLoop.scheduleTask(in: Self.refusalWait) { [weak self] in self?.sendRefusal() }
     }
