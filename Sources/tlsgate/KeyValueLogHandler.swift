@@ -85,12 +85,11 @@ struct KeyValueLogHandler: LogHandler {
         // a known one) is written without merging two dictionaries or sorting its 15 fields.
         var known = [Logger.Metadata.Value?](repeating: nil, count: Self.fieldOrder.count)
         var others: [(key: String, value: Logger.Metadata.Value)] = []
-        for (key, value) in metadata {
+        func place(_ key: String, _ value: Logger.Metadata.Value) {
             if let rank = Self.rank[key] { known[rank] = value } else { others.append((key, value)) }
         }
-        for (key, value) in base where metadata[key] == nil {
-            if let rank = Self.rank[key] { known[rank] = value } else { others.append((key, value)) }
-        }
+        for (key, value) in metadata { place(key, value) }
+        for (key, value) in base where metadata[key] == nil { place(key, value) }
         if others.count > 1 { others.sort { $0.key < $1.key } }
         let order = Self.fieldOrder
         var line: String
