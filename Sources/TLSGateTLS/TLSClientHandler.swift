@@ -40,7 +40,6 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var machine = TLSClientStateMachine()
     private var plaintext = ByteBuffer()
     private var pendingWrites: [(ByteBuffer, EventLoopPromise<Void>?)] = []
-    private var pendingFlush = false
     private var firedRead = false
     /// The server has sent application data (so a later error is not about the handshake).
     private var receivedApplicationData = false
@@ -162,12 +161,10 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
+    /// Before the handshake completes there is nothing to flush: the writes wait, and go
+    /// out with the handshake's last flight.
     public func flush(context: ChannelHandlerContext) {
-        if case .active = machine.state {
-            flushOutbound(context: context)
-        } else {
-            pendingFlush = true
-        }
+        if case .active = machine.state { flushOutbound(context: context) }
     }
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
@@ -224,7 +221,6 @@ public final class TLSClientHandler: ChannelDuplexHandler, RemovableChannelHandl
             let writes = pendingWrites
             pendingWrites.removeAll()
             for (buffer, promise) in writes { encrypt(context: context, buffer, promise: promise) }
-            pendingFlush = false
             flushOutbound(context: context)
             // Application data may have arrived with the last handshake flight.
             if connection.bio.hasBufferedInbound { readPlaintext(context: context) }
