@@ -149,8 +149,9 @@ public final class Worker: Sendable {
 
     /// Gives the heap's free memory back to the kernel once connections stop coming and
     /// going (`FreeHeap.release` when an interval saw none accepted or closed, after some
-    /// were): under traffic freed relay buffers stay for reuse (`FreeHeap.keepForReuse`),
-    /// at rest and with only idle connections open they do not stay resident.
+    /// were): under traffic freed relay buffers stay for reuse (`FreeHeap.keepForRelaying`),
+    /// at rest and with only idle connections open they do not stay resident (beyond an
+    /// event loop arena's free top, kept up to the 2 MiB trim threshold).
     public func releaseHeapWhenQuiet(every interval: TimeAmount) {
         let stats = shared.stats
         let task = group.next().scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in

@@ -121,8 +121,8 @@ int tg_linux_seccomp_install_worker(void);
 // A syscall the worker filter forbids (kill(getppid(), 0)), for `tlsgate seccomp-selftest`.
 int tg_linux_seccomp_selftest_forbidden_call(void);
 
-// Gives the free memory of every malloc arena back to the kernel (malloc_trim(0)): 1 if
-// some was released, 0 if none.
+// malloc_trim(0): every arena's free chunks and the main arena's free top back to the
+// kernel (see FreeHeap.release): 1 if some was released, 0 if none.
 int tg_linux_release_free_heap(void);
 // mallopt(M_MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD): 0, or -1 when a value does not
 // fit an int or glibc refused it.
