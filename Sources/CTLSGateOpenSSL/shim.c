@@ -89,6 +89,41 @@ SSL *tg_ssl_from_store_ctx(X509_STORE_CTX *ctx) {
 
 int tg_ssl_sk_x509_num(STACK_OF(X509) *sk) { return sk ? sk_X509_num(sk) : 0; }
 X509 *tg_ssl_sk_x509_value(STACK_OF(X509) *sk, int i) { return sk_X509_value(sk, i); }
+void tg_ssl_sk_x509_free_all(STACK_OF(X509) *sk) { sk_X509_pop_free(sk, X509_free); }
+
+static long tg_der_append(X509 *x, unsigned char *out, long cap, long used) {
+    int n = i2d_X509(x, NULL);
+    if (n <= 0) return -1;
+    if (used + n <= cap) {
+        unsigned char *p = out + used;
+        if (i2d_X509(x, &p) != n) return -1;
+    }
+    return used + n;
+}
+
+long tg_ssl_presented_chain_der(X509 *leaf, STACK_OF(X509) *rest, unsigned char *out, long cap) {
+    long used = tg_der_append(leaf, out, cap, 0);
+    for (int i = 0; used >= 0 && rest != NULL && i < sk_X509_num(rest); i++) {
+        X509 *x = sk_X509_value(rest, i);
+        if (x != leaf) used = tg_der_append(x, out, cap, used);  // libssl's list starts with the leaf
+    }
+    return used;
+}
+
+long tg_ssl_chain_seconds_left(STACK_OF(X509) *chain) {
+    long least = LONG_MAX;
+    int n = chain ? sk_X509_num(chain) : 0;
+    if (n == 0) return -1;
+    for (int i = 0; i < n; i++) {
+        int days = 0, seconds = 0;
+        // From now (NULL) to notAfter: negative once it is past.
+        if (ASN1_TIME_diff(&days, &seconds, NULL, X509_get0_notAfter(sk_X509_value(chain, i))) != 1) return -1;
+        long left = (long)days * 86400 + seconds;
+        if (left <= 0) return -1;
+        if (left < least) least = left;
+    }
+    return least;
+}
 
 void tg_ssl_x509_sans(X509 *x, char *buf, size_t len) {
     size_t used = 0;

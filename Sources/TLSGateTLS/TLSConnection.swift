@@ -120,7 +120,7 @@ final class TLSConnection {
         if configuration.pinOnly {
             return verifyPinOnly(store, leaf: leaf)
         }
-        guard X509_verify_cert(store) == 1 else { return 0 }
+        guard verifyChain(store, leaf: leaf) else { return 0 }
         guard identityMatches(leaf) else {
             if case .ipAddress = identity {
                 X509_STORE_CTX_set_error(store, X509_V_ERR_IP_ADDRESS_MISMATCH)
@@ -135,6 +135,23 @@ final class TLSConnection {
             }
         }
         return 1
+    }
+
+    /// The chain from the presented certificates to a trust anchor: `X509_verify_cert`, or
+    /// the chain this context verified for the very same certificates moments ago
+    /// (`VerifiedChainCache`), which becomes this connection's verified chain. False: the
+    /// error is set on `store`.
+    private func verifyChain(_ store: OpaquePointer, leaf: OpaquePointer) -> Bool {
+        guard let cache = context.verifiedChains,
+            let key = VerifiedChainCache.key(leaf: leaf, rest: X509_STORE_CTX_get0_untrusted(store))
+        else { return X509_verify_cert(store) == 1 }
+        if let chain = cache.chain(for: key) {
+            X509_STORE_CTX_set0_verified_chain(store, chain)  // takes the reference
+            return true
+        }
+        guard X509_verify_cert(store) == 1 else { return false }
+        if let chain = X509_STORE_CTX_get1_chain(store) { cache.store(chain, for: key) }
+        return true
     }
 
     /// `pin_only`: the presented chain must lead, by its signatures, from the leaf (whose key

@@ -11,6 +11,8 @@ public final class TLSContext: Sendable {
     nonisolated(unsafe) let ctx: OpaquePointer
     public let configuration: TLSClientConfiguration
     let sessions: TLSSessionCache
+    /// Chains verified recently (nil: not used with CRLs or `pin_only`; see the type).
+    let verifiedChains: VerifiedChainCache?
 
     public init(configuration: TLSClientConfiguration) throws(TLSError) {
         OpenSSLErrorQueue.clear()
@@ -20,6 +22,7 @@ public final class TLSContext: Sendable {
         self.ctx = ctx
         self.configuration = configuration
         self.sessions = TLSSessionCache(capacity: configuration.sessionCacheSize)
+        self.verifiedChains = configuration.crlFiles.isEmpty && !configuration.pinOnly ? VerifiedChainCache() : nil
         // Every stored property is set: if this throws, deinit runs and frees ctx.
         try Self.configure(ctx, configuration)
         SSL_CTX_sess_set_new_cb(ctx, tlsgateNewSessionCallback)

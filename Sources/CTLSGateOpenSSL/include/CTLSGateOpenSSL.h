@@ -59,6 +59,17 @@ int tg_ssl_store_copy_crls(X509_STORE *from, X509_STORE *to);
 // Stack helpers (the sk_X509_* functions are macros).
 int tg_ssl_sk_x509_num(STACK_OF(X509) *sk);
 X509 *tg_ssl_sk_x509_value(STACK_OF(X509) *sk, int i);
+// Frees the stack and drops its reference to each certificate.
+void tg_ssl_sk_x509_free_all(STACK_OF(X509) *sk);
+// The DER of leaf, then of each other certificate of rest (libssl's untrusted list starts
+// with the leaf itself), back to back (DER delimits itself),
+// into out when the whole fits in cap bytes. Returns the length in all (more than cap:
+// nothing written, call again with room; out NULL and cap 0 to learn it), or -1 when a
+// certificate cannot be encoded.
+long tg_ssl_presented_chain_der(X509 *leaf, STACK_OF(X509) *rest, unsigned char *out, long cap);
+// Seconds from now until the first notAfter of the chain; -1 when one is already past or
+// cannot be read.
+long tg_ssl_chain_seconds_left(STACK_OF(X509) *chain);
 // Subject alternative names as one text "DNS:a, IP:1.2.3.4" into buf.
 void tg_ssl_x509_sans(X509 *x, char *buf, size_t len);
 // A name (subject/issuer) in RFC 2253 form into buf.
