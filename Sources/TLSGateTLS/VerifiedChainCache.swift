@@ -33,9 +33,17 @@ final class VerifiedChainCache: Sendable {
         let verifiedAt: Int  // wall clock, seconds
         let validUntil: Int  // wall clock: min(verifiedAt + lifetime, the first notAfter)
     }
+    /// The presented certificates, DER back to back; hashed as one block of bytes (an
+    /// array's own hashing feeds the hasher byte by byte).
+    struct Key: Hashable {
+        let der: [UInt8]
+        func hash(into hasher: inout Hasher) {
+            der.withUnsafeBytes { hasher.combine(bytes: $0) }
+        }
+    }
     private struct Storage: @unchecked Sendable {
-        var entries: [[UInt8]: Entry] = [:]
-        var order: [[UInt8]] = []  // insertion order, for eviction
+        var entries: [Key: Entry] = [:]
+        var order: [Key] = []  // insertion order, for eviction
         var hits = 0
     }
     private let storage = NIOLockedValueBox(Storage())
@@ -51,7 +59,7 @@ final class VerifiedChainCache: Sendable {
     }
 
     /// The key for the chain a server presented: its leaf and the rest, DER back to back.
-    static func key(leaf: OpaquePointer, rest: OpaquePointer?) -> [UInt8]? {
+    static func key(leaf: OpaquePointer, rest: OpaquePointer?) -> Key? {
         let length = tg_ssl_presented_chain_der(leaf, rest, nil, 0)  // the length only
         guard length > 0 else { return nil }
         var written = 0
@@ -59,12 +67,12 @@ final class VerifiedChainCache: Sendable {
             written = tg_ssl_presented_chain_der(leaf, rest, buffer.baseAddress, length)
             count = written == length ? length : 0
         }
-        return written == length ? key : nil
+        return written == length ? Key(der: key) : nil
     }
 
     /// A new reference to the verified chain kept for `key` (the caller owns it), or nil
     /// when there is none that holds at `now` (wall clock, seconds).
-    func chain(for key: [UInt8], now: Int = time(nil)) -> OpaquePointer? {
+    func chain(for key: Key, now: Int = time(nil)) -> OpaquePointer? {
         let (found, stale): (OpaquePointer?, OpaquePointer?) = storage.withLockedValue { s in
             guard let entry = s.entries[key] else { return (nil, nil) }
             guard now >= entry.verifiedAt, now < entry.validUntil else {
@@ -82,7 +90,7 @@ final class VerifiedChainCache: Sendable {
     /// Keeps `chain` (a STACK_OF(X509) whose ownership passes here), just verified for
     /// `key` at `now`. Not kept when a certificate of it is past its notAfter (or the
     /// dates cannot be read).
-    func store(_ chain: OpaquePointer, for key: [UInt8], now: Int = time(nil)) {
+    func store(_ chain: OpaquePointer, for key: Key, now: Int = time(nil)) {
         let secondsLeft = tg_ssl_chain_seconds_left(chain)
         guard secondsLeft > 0 else {
             tg_ssl_sk_x509_free_all(chain)

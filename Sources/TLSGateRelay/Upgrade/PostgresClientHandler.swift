@@ -41,7 +41,7 @@ final class PostgresClientHandler: ChannelInboundHandler, RemovableChannelHandle
         refusal = (answer, promise)
         if preamble.done { return sendRefusal() }
         context.read()
-        context.eventLoop.scheduleTask(in: Self.refusalWait) { [weak self] in self?.sendRefusal() }
+        context.eventLoop.assumeIsolated().scheduleTask(in: Self.refusalWait) { [weak self] in self?.sendRefusal() }
     }
 
     private func sendRefusal() {
