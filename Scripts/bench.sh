@@ -12,7 +12,7 @@
 #                         [--concurrency C] [--only LIST] [--tests LIST] [--perf]
 #   --quick          short run (3 s tests, 500 idle connections): about 3 minutes
 #   --duration S     seconds of each wrk test (default 5; --quick 3)
-#   --size MiB       bulk file size (default 64)
+#   --size MiB       bulk file size (default 64; downloaded 4 times per round over one connection)
 #   --conns N        idle keep-alive connections held for the memory test (default 2000; --quick 500)
 #   --rounds R       rounds: every row runs every test once per round, the rows taking
 #                    turns (reversed every other round); medians reported (default 3, 2-9)
@@ -31,7 +31,7 @@
 # a ratio to HAProxy measured in the same run (tlsgate2 to haproxy2). Metrics: new
 # connections/s with resumption and with full handshakes only (nginx reloaded with tickets
 # and session cache off), keep-alive req/s and p99 (64 connections, 100-byte body), bulk
-# MB/s (one download of --size MiB), KiB of gateway PSS per idle relayed connection, RSS
+# MB/s (4 downloads of --size MiB over one connection, bytes over transfer time), KiB of gateway PSS per idle relayed connection, RSS
 # and PSS at rest (tlsgate: supervisor + its one worker; RSS counts a shared library page
 # once per process, PSS splits it between all processes mapping it, "each page once"
 # counts every physical page of the upgrader's processes once), and the share of
@@ -58,6 +58,7 @@ usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 ARGS="$*"        # for the table's header (the loop below consumes them)
 QUICK=0 DURATION="" SIZE_MIB=64 CONNS="" CONC=50 ROUNDS=3 PERF=0
+BULK_REPEAT=4    # downloads of the bulk file per round, over one connection (one alone lasts ~0.2 s)
 ONLY="tlsgate,haproxy,stunnel,tlsgate2,haproxy2" TESTS="idle,bulk,cps,full,ka"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -449,19 +450,21 @@ measure_idle() {  # one round: PSS before, with $CONNS kept-alive connections, p
   sleep 1
 }
 
-measure_bulk() {  # one round: one download of /big
-  local u=$1 round=$2 r speed got code c0 c1
+measure_bulk() {  # one round: BULK_REPEAT downloads of /big over one connection
+  local u=$1 round=$2 r c0 c1 urls=() i total_s total_b codes
+  for i in $(seq 1 "$BULK_REPEAT"); do urls+=(-o /dev/null "$(base_url "$u")/big"); done
   c0=$(cpu_ticks "${UP_PIDS[@]}")
-  r=$(load "$NS_C" curl -s -o /dev/null --max-time 120 "${CURL_TLS[@]}" \
-        -w '%{speed_download} %{size_download} %{http_code}' "$(base_url "$u")/big" || true)
-  read -r speed got code <<<"$r"
-  if [ "${code:-}" != 200 ] || [ "${got:-0}" -ne $((SIZE_MIB * 1048576)) ]; then
-    na "$u" "download $round: http ${code:-none}, ${got:-0} bytes"; return 0
-  fi
+  # One line per download: seconds of the transfer, bytes, status. curl keeps the connection.
+  r=$(load "$NS_C" curl -s --max-time 300 "${CURL_TLS[@]}" \
+        -w '%{time_total} %{size_download} %{http_code}\n' "${urls[@]}" || true)
   c1=$(cpu_ticks "${UP_PIDS[@]}")
-  put "$u" bulk "$(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }')"
-  [ "${#UP_PIDS[@]}" -eq 0 ] || put "$u" bulk-cpu "$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v m="$SIZE_MIB" 'BEGIN { printf "%.2f", (t / hz) / (m * 1.048576 / 1000) }')"
-  log "download $round: $(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1e6 }') MB/s"
+  read -r total_s total_b codes <<<"$(awk '{ t += $1; b += $2; if ($3 != 200) bad++ } END { printf "%.6f %d %d", t, b, bad + 0 }' <<<"$r")"
+  if [ "${codes:-1}" -ne 0 ] || [ "${total_b:-0}" -ne $((BULK_REPEAT * SIZE_MIB * 1048576)) ]; then
+    na "$u" "download $round: ${total_b:-0} of $((BULK_REPEAT * SIZE_MIB * 1048576)) bytes, $(tr '\n' ' ' <<<"$r")"; return 0
+  fi
+  put "$u" bulk "$(awk -v b="$total_b" -v t="$total_s" 'BEGIN { printf "%.0f", b / t / 1e6 }')"
+  [ "${#UP_PIDS[@]}" -eq 0 ] || put "$u" bulk-cpu "$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v b="$total_b" 'BEGIN { printf "%.2f", (t / hz) / (b / 1e9) }')"
+  log "download $round: $(awk -v b="$total_b" -v t="$total_s" 'BEGIN { printf "%.0f", b / t / 1e6 }') MB/s ($BULK_REPEAT x $SIZE_MIB MiB in $total_s s)"
 }
 
 tcp_segs() {      # TCP segments in and out of the gateway namespace so far: "IN OUT"
@@ -565,7 +568,7 @@ T0=$(date +%s)
 versions() {
   echo "machine:  $NCPU cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
   echo "versions: tlsgate $("$BIN" --version 2>/dev/null || echo n/a) (tree at $TG_COMMIT), haproxy $(haproxy -v 2>/dev/null | awk 'NR==1 {print $3}' || echo n/a), stunnel $([ -n "$STUNNEL" ] && "$STUNNEL" -version 2>&1 | awk '/^stunnel/ {print $2; exit}' || echo n/a), $(openssl version | awk '{print $1, $2}'), nginx $(nginx -v 2>&1 | sed 's#.*/##'), wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}' || true), curl $(curl --version | awk 'NR==1 {print $2}')"
-  echo "setup:    gateway on CPU $GW_CPUS alone (scaling rows: CPUs $SCALE_CPUS), nginx + load on CPU $LOAD_CPUS; $ROUNDS rounds per test, medians; wrk -t1 ${DURATION}s: -c$CONC 'Connection: close' to 513 B (cps, full), -c64 keep-alive to 100 B (ka); bulk ${SIZE_MIB} MiB; idle $CONNS connections"
+  echo "setup:    gateway on CPU $GW_CPUS alone (scaling rows: CPUs $SCALE_CPUS), nginx + load on CPU $LOAD_CPUS; $ROUNDS rounds per test, medians; wrk -t1 ${DURATION}s: -c$CONC 'Connection: close' to 513 B (cps, full), -c64 keep-alive to 100 B (ka); bulk ${BULK_REPEAT} x ${SIZE_MIB} MiB; idle $CONNS connections"
 }
 say "run"
 versions | sed 's/^/   /' >&2
@@ -597,6 +600,10 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 for u in "${RAN[@]}"; do
   settle "$u" rss pss uniq kib bulk bulk-cpu cps cps-p99 cps-res cps-cpu full full-res full-cpu ka ka-p99 ka-cpu
+  # The rate per gateway core: requests or MB per second of the gateway's CPU time (what
+  # the rate would be with the gateway's core the only limit; the inverse of the CPU rows).
+  [ -z "${R[$u,ka-cpu]:-}" ] || R[$u,ka-core]=$(awk -v c="${R[$u,ka-cpu]}" 'BEGIN { if (c > 0) printf "%.0f", 1e6 / c }')
+  [ -z "${R[$u,bulk-cpu]:-}" ] || R[$u,bulk-core]=$(awk -v c="${R[$u,bulk-cpu]}" 'BEGIN { if (c > 0) printf "%.0f", 1000 / c }')
 done
 
 # ---------------------------------------------------------------- table
@@ -630,8 +637,10 @@ full-cpu|  gateway CPU us per connection
 ka|keep-alive req/s (64 conns, 100 B)
 ka-p99|  keep-alive p99 ms (lower better)
 ka-cpu|  gateway CPU us per request
-bulk|bulk MB/s (one download)
+ka-core|  req/s per gateway core (1e6 / CPU us)
+bulk|bulk MB/s (4 downloads, one connection)
 bulk-cpu|  gateway CPU s per GB
+bulk-core|  MB/s per gateway core (1000 / CPU s)
 kib|idle KiB PSS per connection (lower better)
 rss|RSS at rest MiB (lower better)
 pss|PSS at rest MiB (shared pages split)
