@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -110,19 +111,46 @@ long tg_ssl_presented_chain_der(X509 *leaf, STACK_OF(X509) *rest, unsigned char 
     return used;
 }
 
-long tg_ssl_chain_seconds_left(STACK_OF(X509) *chain) {
-    long least = LONG_MAX;
+static int tg_epoch(const ASN1_TIME *t, int64_t *out) {
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+    *out = (int64_t)timegm(&tm);
+    return 1;
+}
+
+int tg_ssl_chain_validity(STACK_OF(X509) *chain, int64_t *not_before, int64_t *not_after) {
     int n = chain ? sk_X509_num(chain) : 0;
-    if (n == 0) return -1;
+    if (n == 0) return 0;
+    int64_t latest_start = INT64_MIN, first_end = INT64_MAX;
     for (int i = 0; i < n; i++) {
-        int days = 0, seconds = 0;
-        // From now (NULL) to notAfter: negative once it is past.
-        if (ASN1_TIME_diff(&days, &seconds, NULL, X509_get0_notAfter(sk_X509_value(chain, i))) != 1) return -1;
-        long left = (long)days * 86400 + seconds;
-        if (left <= 0) return -1;
-        if (left < least) least = left;
+        X509 *x = sk_X509_value(chain, i);
+        int64_t start, end;
+        if (!tg_epoch(X509_get0_notBefore(x), &start) || !tg_epoch(X509_get0_notAfter(x), &end)) return 0;
+        if (start > latest_start) latest_start = start;
+        if (end < first_end) first_end = end;
     }
-    return least;
+    *not_before = latest_start;
+    *not_after = first_end;
+    return 1;
+}
+
+int tg_ssl_store_ctx_shared_params(X509_STORE_CTX *ctx, uint64_t out[5]) {
+    X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
+    if (param == NULL) return 0;
+    unsigned long flags = X509_VERIFY_PARAM_get_flags(param);
+    if (flags & X509_V_FLAG_USE_CHECK_TIME) return 0;
+    if (X509_VERIFY_PARAM_get0_host(param, 0) != NULL || X509_VERIFY_PARAM_get0_email(param) != NULL) return 0;
+    char *ip = X509_VERIFY_PARAM_get1_ip_asc(param);
+    if (ip != NULL) {
+        OPENSSL_free(ip);
+        return 0;
+    }
+    out[0] = flags;
+    out[1] = X509_VERIFY_PARAM_get_inh_flags(param);
+    out[2] = (uint64_t)(int64_t)X509_VERIFY_PARAM_get_depth(param);
+    out[3] = (uint64_t)(int64_t)X509_VERIFY_PARAM_get_auth_level(param);
+    out[4] = X509_VERIFY_PARAM_get_hostflags(param);
+    return 1;
 }
 
 void tg_ssl_x509_sans(X509 *x, char *buf, size_t len) {

@@ -142,9 +142,9 @@ final class TLSConnection {
     /// (`VerifiedChainCache`), which becomes this connection's verified chain. False: the
     /// error is set on `store`.
     private func verifyChain(_ store: OpaquePointer, leaf: OpaquePointer) -> Bool {
-        guard let cache = context.verifiedChains,
-            let key = VerifiedChainCache.key(leaf: leaf, rest: X509_STORE_CTX_get0_untrusted(store))
-        else { return X509_verify_cert(store) == 1 }
+        guard let cache = context.verifiedChains, let key = VerifiedChainCache.key(for: store, leaf: leaf) else {
+            return X509_verify_cert(store) == 1
+        }
         if let chain = cache.chain(for: key) {
             X509_STORE_CTX_set0_verified_chain(store, chain)  // takes the reference
             return true

@@ -22,6 +22,12 @@ final class TestPKI: @unchecked Sendable {
         try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                      "-keyout", path("self.key"), "-out", path("self.pem"), "-days", "30",
                      "-subj", "/CN=good.test", "-addext", "subjectAltName=DNS:good.test"])
+        // An empty CRL of the root (nothing revoked), for policies with `crl`.
+        try "[ca]\ndefault_ca = d\n[d]\ndatabase = \(path("index.txt"))\ndefault_md = sha256\ndefault_crl_days = 30\n"
+            .write(toFile: path("ca.cnf"), atomically: true, encoding: .utf8)
+        try "".write(toFile: path("index.txt"), atomically: true, encoding: .utf8)
+        try openssl(["ca", "-gencrl", "-config", path("ca.cnf"), "-keyfile", path("root.key"), "-cert", path("root.pem"),
+                     "-out", path("crl.pem")])
     }
 
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }

@@ -4,6 +4,7 @@
 #ifndef TLSGATE_CTLSGATEOPENSSL_H
 #define TLSGATE_CTLSGATEOPENSSL_H
 
+#include <stdint.h>
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -67,9 +68,14 @@ void tg_ssl_sk_x509_free_all(STACK_OF(X509) *sk);
 // nothing written, call again with room; out NULL and cap 0 to learn it), or -1 when a
 // certificate cannot be encoded.
 long tg_ssl_presented_chain_der(X509 *leaf, STACK_OF(X509) *rest, unsigned char *out, long cap);
-// Seconds from now until the first notAfter of the chain; -1 when one is already past or
-// cannot be read.
-long tg_ssl_chain_seconds_left(STACK_OF(X509) *chain);
+// The latest notBefore and the earliest notAfter of the chain, in seconds since the epoch;
+// 0 when the chain is empty or a date cannot be read.
+int tg_ssl_chain_validity(STACK_OF(X509) *chain, int64_t *not_before, int64_t *not_after);
+// The verification parameters of ctx that shape X509_verify_cert, into out[0..4] (flags,
+// inheritance flags, depth, auth level, host flags). 0 when ctx carries a setting made for
+// one connection (a host, e-mail or IP address to match, a fixed check time): a check made
+// under it must not be reused for another.
+int tg_ssl_store_ctx_shared_params(X509_STORE_CTX *ctx, uint64_t out[5]);
 // Subject alternative names as one text "DNS:a, IP:1.2.3.4" into buf.
 void tg_ssl_x509_sans(X509 *x, char *buf, size_t len);
 // A name (subject/issuer) in RFC 2253 form into buf.
