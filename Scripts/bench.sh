@@ -31,11 +31,11 @@
 # a ratio to HAProxy measured in the same run (tlsgate2 to haproxy2). Metrics: new
 # connections/s with resumption and with full handshakes only (nginx reloaded with tickets
 # and session cache off), keep-alive req/s and p99 (64 connections, 100-byte body), bulk
-# MB/s (4 downloads of --size MiB over one connection, bytes over transfer time), KiB of gateway PSS per idle relayed connection, RSS
-# and PSS at rest (tlsgate: supervisor + its one worker; RSS counts a shared library page
-# once per process, PSS splits it between all processes mapping it, "each page once"
-# counts every physical page of the upgrader's processes once), and the share of
-# upstream handshakes nginx saw resumed.
+# MB/s (4 downloads of --size MiB over one connection, bytes over transfer time), KiB of
+# gateway PSS per idle relayed connection, RSS and PSS at rest (tlsgate: supervisor + its
+# one worker; RSS counts a shared library page once per process, PSS splits it between all
+# processes mapping it, "each page once" counts every physical page of the upgrader's
+# processes once), and the share of upstream handshakes nginx saw resumed.
 #
 # As root on Debian 12. Installs haproxy, stunnel4 and wrk if missing (and keeps their
 # system services from running), builds tlsgate (release, the Swift runtime linked
@@ -451,7 +451,7 @@ measure_idle() {  # one round: PSS before, with $CONNS kept-alive connections, p
 }
 
 measure_bulk() {  # one round: BULK_REPEAT downloads of /big over one connection
-  local u=$1 round=$2 r c0 c1 urls=() i total_s total_b codes
+  local u=$1 round=$2 r c0 c1 urls=() i total_s total_b codes rate
   for i in $(seq 1 "$BULK_REPEAT"); do urls+=(-o /dev/null "$(base_url "$u")/big"); done
   c0=$(cpu_ticks "${UP_PIDS[@]}")
   # One line per download: seconds of the transfer, bytes, status. curl keeps the connection.
@@ -462,9 +462,10 @@ measure_bulk() {  # one round: BULK_REPEAT downloads of /big over one connection
   if [ "${codes:-1}" -ne 0 ] || [ "${total_b:-0}" -ne $((BULK_REPEAT * SIZE_MIB * 1048576)) ]; then
     na "$u" "download $round: ${total_b:-0} of $((BULK_REPEAT * SIZE_MIB * 1048576)) bytes, $(tr '\n' ' ' <<<"$r")"; return 0
   fi
-  put "$u" bulk "$(awk -v b="$total_b" -v t="$total_s" 'BEGIN { printf "%.0f", b / t / 1e6 }')"
+  rate=$(awk -v b="$total_b" -v t="$total_s" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+  put "$u" bulk "$rate"
   [ "${#UP_PIDS[@]}" -eq 0 ] || put "$u" bulk-cpu "$(awk -v t=$((c1 - c0)) -v hz="$TICK" -v b="$total_b" 'BEGIN { printf "%.2f", (t / hz) / (b / 1e9) }')"
-  log "download $round: $(awk -v b="$total_b" -v t="$total_s" 'BEGIN { printf "%.0f", b / t / 1e6 }') MB/s ($BULK_REPEAT x $SIZE_MIB MiB in $total_s s)"
+  log "download $round: $rate MB/s ($BULK_REPEAT x $SIZE_MIB MiB in $total_s s)"
 }
 
 tcp_segs() {      # TCP segments in and out of the gateway namespace so far: "IN OUT"

@@ -83,7 +83,7 @@ final class VerifiedChainCache: Sendable {
         guard derLength > 0, params.count * MemoryLayout<UInt64>.size == paramBytes, length <= limit else { return nil }
         var written = 0
         let key = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
-            params.withUnsafeBytes { buffer.baseAddress!.initialize(from: $0.bindMemory(to: UInt8.self).baseAddress!, count: paramBytes) }
+            params.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0) }
             written = tg_ssl_presented_chain_der(leaf, rest, buffer.baseAddress! + paramBytes, derLength)
             count = written == derLength ? length : 0
         }
