@@ -47,8 +47,10 @@ public struct IPAddress: Sendable, Hashable, Codable, CustomStringConvertible {
         isIPv4Mapped ? IPAddress(uncheckedBytes: Array(bytes[12..<16])) : self
     }
 
-    /// The usual text form: `203.0.113.7`, `2001:db8::1`, `::ffff:203.0.113.7`.
+    /// The usual text form: `203.0.113.7`, `2001:db8::1`, `::ffff:203.0.113.7` (inet_ntop's;
+    /// IPv4 written directly, as inet_ntop would: every connection's log line has two).
     public var description: String {
+        if bytes.count == 4 { return "\(bytes[0]).\(bytes[1]).\(bytes[2]).\(bytes[3])" }
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         let family = isIPv4 ? AF_INET : AF_INET6
         let ok = bytes.withUnsafeBytes { source in

@@ -9,33 +9,45 @@ public struct DestinationCheck: Sendable {
     }
 
     public let policy: Policy
-    /// Addresses of the gateway's own interfaces, as text.
-    public let localAddresses: Set<String>
+    /// Addresses of the gateway's own interfaces.
+    public let localAddresses: Set<IPAddress>
     /// The destinations allowed: the policy's networks, or the newer list the supervisor
     /// sent when a `[match] hosts` name's addresses changed.
     public let networks: [IPNetwork]
 
-    public init(policy: Policy, localAddresses: Set<String>, networks: [IPNetwork]? = nil) {
+    public init(policy: Policy, localAddresses: Set<IPAddress>, networks: [IPNetwork]? = nil) {
         self.policy = policy
         self.localAddresses = localAddresses
         self.networks = networks ?? policy.match.networks
     }
 
+    /// The same with the gateway's addresses as text (`LocalAddresses.current()`); text that
+    /// is not an address is left out (it could never equal a destination).
+    public init(policy: Policy, localAddresses: Set<String>, networks: [IPNetwork]? = nil) {
+        self.init(policy: policy, localAddresses: Set(localAddresses.compactMap(IPAddress.init)), networks: networks)
+    }
+
+    /// The same check with the addresses as text (tests, `tlsgate probe`); text that is not
+    /// an address counts as no address.
+    public func evaluate(original: String?, originalPort: Int, socketLocal: String?, socketLocalPort: Int) -> Verdict {
+        evaluate(
+            original: original.flatMap(IPAddress.init), originalPort: originalPort,
+            socketLocal: socketLocal.flatMap(IPAddress.init), socketLocalPort: socketLocalPort)
+    }
+
     /// - Parameters:
-    ///   - original: the original destination address as text, or nil when none could be read.
+    ///   - original: the original destination address, or nil when none could be read.
     ///   - originalPort: its port.
     ///   - socketLocal / socketLocalPort: the accepting socket's own address.
-    public func evaluate(original: String?, originalPort: Int, socketLocal: String?, socketLocalPort: Int) -> Verdict {
-        guard let original, let address = IPAddress(original) else {
+    public func evaluate(original: IPAddress?, originalPort: Int, socketLocal: IPAddress?, socketLocalPort: Int) -> Verdict {
+        guard let address = original else {
             return .refuse(.notRedirected, "no original destination: the connection was not redirected by the firewall")
         }
         let unmapped = address.unmapped
-        if let socketLocal, let local = IPAddress(socketLocal), local.unmapped == unmapped, originalPort == socketLocalPort {
+        if let local = socketLocal, local.unmapped == unmapped, originalPort == socketLocalPort {
             return .refuse(.notRedirected, "connection made straight to the listen port \(socketLocalPort), not redirected")
         }
-        if Self.isLoopbackOrUnspecified(unmapped) || localAddresses.contains(unmapped.description)
-            || localAddresses.contains(address.description)
-        {
+        if Self.isLoopbackOrUnspecified(unmapped) || localAddresses.contains(unmapped) || localAddresses.contains(address) {
             return .refuse(.destinationIsGateway, "original destination \(unmapped) is the gateway itself")
         }
         guard originalPort == Int(policy.match.port) else {

@@ -30,6 +30,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     private let started = NIODeadline.now()
     private var tlsInfo: TLSHandshakeInfo?
     private var original: SocketAddress?
+    /// `original`'s address (from its bytes, once).
+    private var originalIP: IPAddress?
     private var upstreamAddress: SocketAddress?
     private var identity: TLSPeerIdentity?
     /// starttls = "mysql": the two channels' shared protocol state.
@@ -78,10 +80,12 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     }
 
     private func check() {
+        originalIP = original.flatMap(IPAddress.init)
+        let local = client.localAddress
         let verdict = shared.destinationCheck().evaluate(
-            original: original?.ipAddress, originalPort: original?.port ?? 0,
-            socketLocal: shared.transparent ? nil : client.localAddress?.ipAddress,
-            socketLocalPort: client.localAddress?.port ?? 0)
+            original: originalIP, originalPort: original?.port ?? 0,
+            socketLocal: shared.transparent ? nil : local.flatMap(IPAddress.init),
+            socketLocalPort: local?.port ?? 0)
         run(machine.destinationChecked(verdict))
     }
 
@@ -116,8 +120,11 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             startRelaying()
         case .enableClientReads:
             // Only now, with the server verified, does the gateway read what the client sends.
-            client.setOption(ChannelOptions.autoRead, value: true).whenFailure { error in
-                self.run(self.machine.failed(.client, .clientError, "cannot read from the client: \(error)"))
+            do {
+                guard let options = client.syncOptions else { throw WorkerError("the client channel has no socket options") }
+                try options.setOption(.autoRead, value: true)
+            } catch {
+                run(machine.failed(.client, .clientError, "cannot read from the client: \(error)"))
             }
         case .shutdownOutput(let side):
             glue(side)?.shutdownOutput()
@@ -225,40 +232,36 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
     private func connect(requestedHost: String?, timeout: TimeAmount) {
         if connectStarted == nil { connectStarted = .now() }
         let policy = shared.policy
-        guard let original, let address = original.ipAddress.flatMap(IPAddress.init) else {
+        guard let address = originalIP?.unmapped else {
             connectFailed(.other("original destination \(original?.logText ?? "-") is not an IP address"))
             return
         }
-        let target: SocketAddress
-        do {
-            target = try SocketAddress(ipAddress: address.unmapped.description, port: Int(policy.upstream.port))
-        } catch {
-            connectFailed(.other("bad upstream address: \(error)"))
-            return
-        }
+        let port = Int(policy.upstream.port)
+        let target = SocketAddress(address, port: port)
         upstreamAddress = target
-        let identity = shared.identity(for: target, requestedHost: requestedHost)
+        let identity = shared.identity(for: address, requestedHost: requestedHost)
         self.identity = identity
         let glue = GlueHandler(side: .upstream, events: self, flusher: shared.flusher(for: eventLoop))
         upstreamGlue = glue
         let tlsHandler = TLSClientHandler(
-            context: shared.tlsContext, identity: identity,
-            sessionKey: "\(target.ipAddress ?? ""):\(target.port ?? 0)|\(identity)")
+            context: shared.tlsContext, identity: identity, sessionKey: "\(address):\(port)|\(identity)")
         // starttls: the plain-text upgrade comes first; it adds the TLS handler when done.
         let first: ChannelHandler = policy.upstream.starttls.map { makeUpgradeHandler($0, tlsHandler: tlsHandler) } ?? tlsHandler
         // mysql: between TLS and the glue, the server's authentication packets are renumbered.
         let middle: ChannelHandler? = mysql.map { MySQLServerAuthHandler(session: $0) }
         let handlers = NIOLoopBound((first, middle, glue), eventLoop: eventLoop)
+        // ClientBootstrap sets TCP_NODELAY itself; the other options are set directly in the
+        // initializer (as `channelOption`, each would go through a chain of futures).
         ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(.recvAllocator, value: WorkerShared.upstreamReceiveSizes)
             .channelInitializer { channel in
                 // Runs on this connection's loop before the connect starts: from here the
                 // socket exists, and closing it cancels the connect.
                 self.upstream = channel
                 return channel.eventLoop.makeCompletedFuture {
+                    guard let options = channel.syncOptions else { throw WorkerError("upstream channel has no socket options") }
+                    try options.setOption(.allowRemoteHalfClosure, value: true)
+                    try options.setOption(.recvAllocator, value: WorkerShared.upstreamReceiveSizes)
                     try channel.pipeline.syncOperations.addHandler(handlers.value.0)
                     if let middle = handlers.value.1 { try channel.pipeline.syncOperations.addHandler(middle) }
                     try channel.pipeline.syncOperations.addHandler(handlers.value.2)
@@ -456,11 +459,40 @@ extension SocketAddress {
     /// How tlsgate writes an address in logs: "198.19.0.10:443", "[2001:2::10]:443"; an
     /// IPv4-mapped address (dual-stack socket) as plain IPv4.
     public var logText: String {
-        guard let ip = ipAddress, let port else { return "\(self)" }
-        if case .v6 = self {
-            if let v4 = IPAddress(ip)?.unmapped, v4.isIPv4 { return "\(v4):\(port)" }
-            return "[\(ip)]:\(port)"
+        guard let ip = IPAddress(self)?.unmapped, let port else { return "\(self)" }
+        return ip.isIPv4 ? "\(ip):\(port)" : "[\(ip)]:\(port)"
+    }
+
+    /// The socket address of `ip` (4 bytes: IPv4, 16: IPv6) and `port`, made from its bytes.
+    init(_ ip: IPAddress, port: Int) {
+        if ip.isIPv4 {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = in_port_t(UInt16(truncatingIfNeeded: port)).bigEndian
+            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyBytes(from: ip.bytes) }
+            self.init(sin, host: "")
+        } else {
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = in_port_t(UInt16(truncatingIfNeeded: port)).bigEndian
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: ip.bytes) }
+            self.init(sin6, host: "")
         }
-        return "\(ip):\(port)"
+    }
+}
+
+extension IPAddress {
+    /// An IPv4 or IPv6 socket address's address, from its bytes (no text in between: NIO's
+    /// `ipAddress` formats with inet_ntop, and parsing that back cost every connection
+    /// several allocations); nil for a Unix socket address.
+    init?(_ address: SocketAddress) {
+        switch address {
+        case .v4(let v4):
+            self.init(bytes: withUnsafeBytes(of: v4.address.sin_addr) { Array($0) })
+        case .v6(let v6):
+            self.init(bytes: withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) })
+        case .unixDomainSocket:
+            return nil
+        }
     }
 }

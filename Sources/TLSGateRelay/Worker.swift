@@ -94,12 +94,22 @@ public final class Worker: Sendable {
             .serverChannelOption(.backlog, value: ListenSocket.backlog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.autoRead, value: accepting)
-            // Nothing is read from a client until its server has been verified.
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.recvAllocator, value: WorkerShared.clientReceiveSizes)
             .childChannelInitializer { channel in
+                // The accepted socket's options, set here before it is registered, directly:
+                // `childChannelOption` applies each one through a chain of futures (a promise,
+                // a closure and a dynamic cast per option on every accepted connection).
+                guard let options = channel.syncOptions else {
+                    return channel.eventLoop.makeFailedFuture(WorkerError("accepted channel has no socket options"))
+                }
+                do {
+                    // Nothing is read from a client until its server has been verified.
+                    try options.setOption(.autoRead, value: false)
+                    try options.setOption(.allowRemoteHalfClosure, value: true)
+                    try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
+                    try options.setOption(.recvAllocator, value: WorkerShared.clientReceiveSizes)
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
                 RelayConnection(client: channel, shared: shared).start()
                 return channel.eventLoop.makeSucceededVoidFuture()
             }

@@ -15,7 +15,8 @@ final class WorkerShared: Sendable {
     let stats = ConnectionStats()
     /// TPROXY: the accepted socket's local address is the original destination.
     let transparent: Bool
-    private let localAddresses: NIOLockedValueBox<Set<String>>
+    /// The gateway's own addresses, parsed once per refresh (not per connection).
+    private let localAddresses: NIOLockedValueBox<Set<IPAddress>>
     /// The policy's destination networks now (its hosts' addresses follow DNS).
     private let destinations: NIOLockedValueBox<[IPNetwork]>
     /// One per event loop, made up front (read-only afterwards, so no lock).
@@ -30,8 +31,13 @@ final class WorkerShared: Sendable {
         self.tlsContext = tlsContext
         self.logger = logger
         self.limiter = ConnectionLimiter(limit: policy.limits.maxConnections)
-        self.localAddresses = NIOLockedValueBox(localAddresses)
+        self.localAddresses = NIOLockedValueBox(Set(localAddresses.compactMap(IPAddress.init)))
         self.destinations = NIOLockedValueBox(policy.match.networks)
+        if case .fixed(let name) = policy.upstream.serverName {
+            self.fixedIdentity = Self.identity(named: name)
+        } else {
+            self.fixedIdentity = nil
+        }
         self.flushers = Dictionary(
             eventLoops.map { (ObjectIdentifier($0), TickFlusher(eventLoop: $0)) }, uniquingKeysWith: { first, _ in first })
     }
@@ -60,7 +66,8 @@ final class WorkerShared: Sendable {
     }
 
     func updateLocalAddresses(_ addresses: Set<String>) {
-        localAddresses.withLockedValue { $0 = addresses }
+        let parsed = Set(addresses.compactMap(IPAddress.init))
+        localAddresses.withLockedValue { $0 = parsed }
     }
 
     func destinationCheck() -> DestinationCheck {
@@ -70,13 +77,20 @@ final class WorkerShared: Sendable {
 
     /// The name the certificate must carry (and SNI), from the policy.
     /// - Parameter requestedHost: the request's Host, for `server_name = "http-host"`.
-    func identity(for target: SocketAddress, requestedHost: String?) -> TLSPeerIdentity {
-        let name: String
+    /// The name the server's certificate must carry: the policy's fixed name, or the
+    /// client's Host (`http-host`; the destination address when it sent none).
+    func identity(for target: IPAddress, requestedHost: String?) -> TLSPeerIdentity {
         switch policy.upstream.serverName {
-        case .fixed(let fixed): name = fixed
-        case .httpHost: name = requestedHost ?? target.ipAddress ?? ""
+        case .fixed(let name): return fixedIdentity ?? Self.identity(named: name)
+        case .httpHost: return Self.identity(named: requestedHost ?? target.description)
         }
-        return IPAddress(name) != nil ? .ipAddress(name) : .dnsName(name)
+    }
+
+    /// `fixed` names: decided once (is the name an address?), not per connection.
+    private let fixedIdentity: TLSPeerIdentity?
+
+    static func identity(named name: String) -> TLSPeerIdentity {
+        IPAddress(name) != nil ? .ipAddress(name) : .dnsName(name)
     }
 }
 

@@ -23,7 +23,7 @@ import TLSGatePolicy
 
     @Test func newerDestinationsFromTheSupervisorReplaceThePolicys() {
         let moved = DestinationCheck(
-            policy: policy, localAddresses: [], networks: [IPNetwork("198.51.100.9")!, IPNetwork("2001:db8::/32")!])
+            policy: policy, localAddresses: Set<IPAddress>(), networks: [IPNetwork("198.51.100.9")!, IPNetwork("2001:db8::/32")!])
         #expect(moved.evaluate(original: "198.51.100.9", originalPort: 80, socketLocal: "198.18.0.1", socketLocalPort: 40000) == .allow)
         guard case .refuse(.destinationNotInPolicy, _) = moved.evaluate(
             original: "203.0.113.7", originalPort: 80, socketLocal: "198.18.0.1", socketLocalPort: 40000)
@@ -71,5 +71,49 @@ import TLSGatePolicy
             }
             #expect(reason == .destinationNotInPolicy)
         }
+    }
+}
+
+/// The worker checks addresses as values made from the sockets' bytes; the text form above
+/// must give the same verdict for every case.
+@Suite struct DestinationCheckAddressValueTests {
+    let policy = Policy(
+        name: "http", sourcePath: "Policies/http.toml",
+        match: MatchRule(
+            networks: [IPNetwork("203.0.113.0/24")!, IPNetwork("2001:db8::/32")!], hosts: [], port: 80),
+        upstream: UpstreamRule(port: 443, serverName: .fixed("api.example.com")))
+
+    @Test(arguments: [
+        ("203.0.113.7", 80, "198.18.0.1", 40000), ("::ffff:203.0.113.7", 80, "::ffff:198.18.0.1", 40000),
+        ("2001:db8::7", 80, "2001:2::1", 40000), ("198.19.0.1", 80, "198.18.0.1", 40000),
+        ("::ffff:198.19.0.1", 80, "::ffff:198.18.0.1", 40000), ("2001:2::1", 80, "2001:2::1", 40000),
+        ("198.18.0.1", 40000, "::ffff:198.18.0.1", 40000), ("127.0.0.1", 80, "198.18.0.1", 40000),
+        ("203.0.113.7", 81, "198.18.0.1", 40000), ("198.51.100.1", 80, "198.18.0.1", 40000),
+        ("not an address", 80, "198.18.0.1", 40000),
+    ])
+    func valuesAndTextAgree(original: String, port: Int, local: String, localPort: Int) {
+        let text = DestinationCheck(policy: policy, localAddresses: ["198.18.0.1", "198.19.0.1", "2001:2::1"])
+        let values = DestinationCheck(
+            policy: policy,
+            localAddresses: Set([IPAddress("198.18.0.1")!, IPAddress("198.19.0.1")!, IPAddress("2001:2::1")!]))
+        let expected = text.evaluate(original: original, originalPort: port, socketLocal: local, socketLocalPort: localPort)
+        let got = values.evaluate(
+            original: IPAddress(original), originalPort: port, socketLocal: IPAddress(local), socketLocalPort: localPort)
+        #expect(got == expected)
+    }
+
+    @Test func aMappedDestinationOfTheGatewayIsRefused() {
+        let check = DestinationCheck(policy: policy, localAddresses: Set([IPAddress("198.19.0.1")!]))
+        guard case .refuse(.destinationIsGateway, _) = check.evaluate(
+            original: IPAddress("::ffff:198.19.0.1"), originalPort: 80, socketLocal: nil, socketLocalPort: 0)
+        else {
+            Issue.record("a mapped address of the gateway itself was not refused")
+            return
+        }
+    }
+
+    @Test func textThatIsNotAnAddressIsLeftOutOfTheGatewaysAddresses() {
+        let check = DestinationCheck(policy: policy, localAddresses: ["198.19.0.1", "eth0", "fe80::1%eth0"])
+        #expect(check.localAddresses == Set([IPAddress("198.19.0.1")!]))
     }
 }
