@@ -24,6 +24,10 @@
 #                    nginx and wrk on the other) during an extra, uncounted run of each wrk
 #                    test, for every one-CPU row; busy time per request on each CPU and the
 #                    top of each profile go to /tmp/tgb-perf-ROW-TEST.txt
+#   --allocs         counts the upgrader's heap allocations (malloc, calloc, realloc; uprobes
+#                    on libc, `perf stat -p` on its processes) during another extra, uncounted
+#                    run of each wrk test, for every one-CPU row: a deterministic figure per
+#                    connection or request, unlike the times (the probes slow that run down)
 #
 # Setup (issue 10): the gateway under test runs alone on CPU 1 (taskset -c 1), nginx and the
 # load generators on CPU 0; the scaling rows give the gateway CPUs 0-1 (shared with the
@@ -57,7 +61,7 @@ PY=/usr/bin/python3
 usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 ARGS="$*"        # for the table's header (the loop below consumes them)
-QUICK=0 DURATION="" SIZE_MIB=64 CONNS="" CONC=50 ROUNDS=3 PERF=0
+QUICK=0 DURATION="" SIZE_MIB=64 CONNS="" CONC=50 ROUNDS=3 PERF=0 ALLOCS=0
 BULK_REPEAT=4    # downloads of the bulk file per round, over one connection (one alone lasts ~0.2 s)
 ONLY="tlsgate,haproxy,stunnel,tlsgate2,haproxy2" TESTS="idle,bulk,cps,full,ka"
 while [ $# -gt 0 ]; do
@@ -71,6 +75,7 @@ while [ $# -gt 0 ]; do
     --only) [ $# -ge 2 ] || usage; ONLY=$2; shift 2 ;;
     --tests) [ $# -ge 2 ] || usage; TESTS=$2; shift 2 ;;
     --perf) PERF=1; shift ;;
+    --allocs) ALLOCS=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "bench.sh: unknown argument: $1" >&2; usage ;;
   esac
@@ -136,6 +141,7 @@ cleanup() {
     done
     nsx "$NS_G" nft delete table inet bench 2>/dev/null
     [ -z "${PERF_PID:-}" ] || stop_pid "$PERF_PID" 3
+    [ "${PROBES_ADDED:-0}" -eq 0 ] || perf probe -q -d 'tgb_bench:*' >/dev/null 2>&1
     "$repo/Scripts/lab.sh" down --prefix "$PREFIX" >/dev/null 2>&1
   fi
   exit "$rc"
@@ -278,7 +284,7 @@ log "nginx on $SERVER:443 (good.test, CPU $LOAD_CPUS), /big = ${SIZE_MIB} MiB, /
 # ---------------------------------------------------------------- upgraders
 UP_PIDS=()        # processes of the running upgrader (for RSS/PSS/CPU)
 UP_MAIN=""        # the PID we started (stopped at the end)
-PERF_PID=""
+PERF_PID="" EXTRA=perf
 
 redirect_to() {   # nft redirect in the gateway namespace: LAN tcp/80 to $SERVER -> local :PORT
   nsx "$NS_G" nft -f - <<NFT
@@ -401,15 +407,34 @@ na() { NOTE[$1]="${NOTE[$1]:+${NOTE[$1]}; }$2"; }
 put() { RAW[$1,$2]="${RAW[$1,$2]:+${RAW[$1,$2]} }$3"; }          # put ROW METRIC VALUE
 settle() { local r=$1 m; for m in "${@:2}"; do [ -z "${RAW[$r,$m]:-}" ] || R[$r,$m]=$(median ${RAW[$r,$m]}); done; }
 
-perf_start() {    # perf_start TEST: profile both CPUs (the gateway's and the load's) for the coming wrk run
+perf_start() {    # perf_start TEST: profile both CPUs (the gateway's and the load's) for the coming wrk run,
+                  # or (EXTRA=allocs) count the upgrader's allocations
+  if [ "$EXTRA" = allocs ]; then
+    [ "${#UP_PIDS[@]}" -gt 0 ] || return 0
+    timeout $((DURATION + 10)) perf stat -x, -e tgb_bench:malloc,tgb_bench:calloc,tgb_bench:realloc \
+      -p "$(IFS=,; echo "${UP_PIDS[*]}")" -o "/tmp/tgb-allocs-$CUR_ROW-$1.txt" -- sleep "$DURATION" >/dev/null 2>&1 &
+    PERF_PID=$!
+    return 0
+  fi
   [ "$PERF" -eq 1 ] && command -v perf >/dev/null || return 0
-  timeout $((DURATION + 10)) perf record -q -F 499 -g -a -o "/tmp/tgb-perf-$CUR_ROW-$1.data" -- sleep "$DURATION" \
+  timeout $((DURATION + 10)) perf record -q -F 499 ${TGB_PERF_CALLGRAPH:--g} -a -o "/tmp/tgb-perf-$CUR_ROW-$1.data" -- sleep "$DURATION" \
     >/dev/null 2>&1 &
   PERF_PID=$!
 }
 perf_stop() {     # perf_stop TEST [REQUESTS]: wait for perf, write the top of the report
   [ -n "$PERF_PID" ] || return 0
   wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""
+  if [ "$EXTRA" = allocs ]; then
+    local n=${2:-0} total
+    total=$(awk -F, '$3 ~ /^tgb_bench:/ && $1 ~ /^[0-9]+$/ { t += $1 } END { print t + 0 }' "/tmp/tgb-allocs-$CUR_ROW-$1.txt" 2>/dev/null || echo 0)
+    if [ "$n" -gt 0 ] && [ "$total" -gt 0 ]; then
+      put "$CUR_ROW" "$1-allocs" "$(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }')"
+      log "allocations: $total in $n requests ($(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }') per request)"
+    else
+      na "$CUR_ROW" "no allocation count for $1"
+    fi
+    return 0
+  fi
   local data="/tmp/tgb-perf-$CUR_ROW-$1.data" n=${2:-0}
   {
     echo "# perf record -F 499 -g -a during one uncounted $1 run of $CUR_ROW ($n requests; gateway on CPU $GW_CPUS,"
@@ -526,7 +551,7 @@ run_round() {     # run_round ROW ROUND: one round of every test for ROW, in a f
                   # (round 0: the extra runs under perf, not counted, with --perf)
   local u=$1 round=$2 base=${1%2} cpus=$GW_CPUS scaling=0
   [ "$u" = "$base" ] || { scaling=1; cpus=$SCALE_CPUS; }
-  say "$u, round $round$([ "$round" -eq 0 ] && echo " (profiled, not counted)") (CPUs $([ "$u" = direct ] && echo "-" || echo "$cpus"))"
+  say "$u, round $round$([ "$round" -eq 0 ] && echo " ($([ "$EXTRA" = allocs ] && echo "allocations counted" || echo profiled), not counted)") (CPUs $([ "$u" = direct ] && echo "-" || echo "$cpus"))"
   [ -n "${LOAD[$u]:-}" ] || LOAD[$u]=$(cut -d' ' -f1 /proc/loadavg)
   if [ -n "${SKIP[$base]:-}" ]; then
     [ "$round" -ne 1 ] || na "$u" "${SKIP[$base]}"
@@ -591,8 +616,24 @@ done
 # (tlsgate, haproxy, stunnel, ..., then ..., stunnel, haproxy, tlsgate): on a shared machine
 # the background load drifts, and a row whose rounds all ran in one stretch would carry that
 # stretch's luck into its ratio. --perf's profiled runs come first, one per one-CPU row.
+EXTRA=perf
 if [ "$PERF" -eq 1 ]; then
   for u in "${RAN[@]}"; do case "$u" in tlsgate|haproxy|stunnel) run_round "$u" 0 ;; esac; done
+fi
+# --allocs: uprobes on libc's allocation functions, in a group of this script's own (removed
+# on exit), counted per process by perf stat in one more extra run of each one-CPU row.
+if [ "$ALLOCS" -eq 1 ]; then
+  LIBC=$(ldconfig -p | awk '$1 == "libc.so.6" && /x86-64/ { print $NF; exit }')
+  command -v perf >/dev/null && perf probe -q -d 'tgb_bench:*' >/dev/null 2>&1 || true    # left by a killed run
+  if command -v perf >/dev/null && [ -n "$LIBC" ] \
+     && perf probe -q -x "$LIBC" -a 'tgb_bench:malloc=malloc' -a 'tgb_bench:calloc=calloc' -a 'tgb_bench:realloc=realloc' >/dev/null 2>&1; then
+    PROBES_ADDED=1; EXTRA=allocs
+    for u in "${RAN[@]}"; do case "$u" in tlsgate|haproxy|stunnel) run_round "$u" 0 ;; esac; done
+    perf probe -q -d 'tgb_bench:*' >/dev/null 2>&1 || true; PROBES_ADDED=0
+  else
+    log "--allocs: cannot add uprobes on libc's malloc (perf probe); no allocation counts"
+  fi
+  EXTRA=perf
 fi
 for round in $(seq 1 "$ROUNDS"); do
   turn=("${RAN[@]}")
@@ -600,7 +641,8 @@ for round in $(seq 1 "$ROUNDS"); do
   for u in "${turn[@]}"; do run_round "$u" "$round"; done
 done
 for u in "${RAN[@]}"; do
-  settle "$u" rss pss uniq kib bulk bulk-cpu cps cps-p99 cps-res cps-cpu full full-res full-cpu ka ka-p99 ka-cpu
+  settle "$u" rss pss uniq kib bulk bulk-cpu cps cps-p99 cps-res cps-cpu full full-res full-cpu ka ka-p99 ka-cpu \
+    cps-allocs full-allocs ka-allocs
   # The rate per gateway core: requests or MB per second of the gateway's CPU time (what
   # the rate would be with the gateway's core the only limit; the inverse of the CPU rows).
   [ -z "${R[$u,ka-cpu]:-}" ] || R[$u,ka-core]=$(awk -v c="${R[$u,ka-cpu]}" 'BEGIN { if (c > 0) printf "%.0f", 1e6 / c }')
@@ -633,12 +675,15 @@ cps|new conn/s, resumed upstream (higher better)
 cps-p99|  p99 ms
 cps-res|  upstream resumed %
 cps-cpu|  gateway CPU us per connection
+cps-allocs|  heap allocations per connection
 full|new conn/s, full handshakes only
 full-cpu|  gateway CPU us per connection
+full-allocs|  heap allocations per connection
 ka|keep-alive req/s (64 conns, 100 B)
 ka-p99|  keep-alive p99 ms (lower better)
 ka-cpu|  gateway CPU us per request
 ka-core|  req/s per gateway core (1e6 / CPU us)
+ka-allocs|  heap allocations per request
 bulk|bulk MB/s (4 downloads, one connection)
 bulk-cpu|  gateway CPU s per GB
 bulk-core|  MB/s per gateway core (1000 / CPU s)
