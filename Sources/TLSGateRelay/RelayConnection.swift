@@ -73,7 +73,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             check()
             return
         }
-        OriginalDestination.read(from: client).whenComplete { result in
+        OriginalDestination.read(from: client) { result in
             self.original = try? result.get()
             self.check()
         }

@@ -19,9 +19,13 @@ public enum OriginalDestination {
     /// A connection that was not NATed has no entry, or (when conntrack tracked it) an
     /// entry whose original destination is the socket's own local address; callers tell
     /// the two apart by comparing with `channel.localAddress`.
-    public static func read(from channel: Channel) -> EventLoopFuture<SocketAddress> {
+    ///
+    /// `done` runs on the channel's event loop (at once when called there): one future per
+    /// connection, not a chain of three.
+    public static func read(from channel: Channel, _ done: @escaping @Sendable (Result<SocketAddress, Failure>) -> Void) {
         guard let provider = channel as? SocketOptionProvider else {
-            return channel.eventLoop.makeFailedFuture(Failure(errno: ENOTSOCK, description: "not a socket channel"))
+            done(.failure(Failure(errno: ENOTSOCK, description: "not a socket channel")))
+            return
         }
         let useIPv6: Bool
         switch channel.localAddress {
@@ -34,15 +38,15 @@ public enum OriginalDestination {
             let future: EventLoopFuture<sockaddr_in6> = provider.unsafeGetSocketOption(
                 level: SocketOptionLevel(tg_linux_sol_ipv6()),
                 name: SocketOptionName(tg_linux_ip6t_so_original_dst()))
-            return future.flatMapErrorThrowing { throw Self.failure($0) }.map { address in
-                SocketAddress(address, host: "")
+            future.whenComplete { result in
+                done(result.map { SocketAddress($0, host: "") }.mapError(Self.failure))
             }
         } else {
             let future: EventLoopFuture<sockaddr_in> = provider.unsafeGetSocketOption(
                 level: SocketOptionLevel(tg_linux_sol_ip()),
                 name: SocketOptionName(tg_linux_so_original_dst()))
-            return future.flatMapErrorThrowing { throw Self.failure($0) }.map { address in
-                SocketAddress(address, host: "")
+            future.whenComplete { result in
+                done(result.map { SocketAddress($0, host: "") }.mapError(Self.failure))
             }
         }
     }

@@ -249,28 +249,27 @@ struct KeyValueLogHandler: LogHandler {
         var tm = tm()
         var seconds = ts.tv_sec
         gmtime_r(&seconds, &tm)
-        // "2026-12-01T06:25:21.392Z", built by hand: String(format:) goes through Foundation
-        // formatting on every log line.
-        var out = [UInt8]()
-        out.reserveCapacity(24)
-        func digits(_ value: Int, _ count: Int, then separator: UInt8?) {
-            var divisor = 1
-            for _ in 1..<count { divisor *= 10 }
-            var rest = value
-            for _ in 0..<count {
-                out.append(UInt8(truncatingIfNeeded: 0x30 + (rest / divisor) % 10))
-                rest %= divisor
-                divisor = max(1, divisor / 10)
+        // "2026-12-01T06:25:21.392Z", built by hand into the string's own storage:
+        // String(format:) goes through Foundation formatting on every log line.
+        return String(unsafeUninitializedCapacity: 24) { out in
+            var at = 0
+            func digits(_ value: Int, _ count: Int, then separator: UInt8) {
+                var rest = value
+                for i in stride(from: count - 1, through: 0, by: -1) {
+                    out[at + i] = UInt8(truncatingIfNeeded: 0x30 + rest % 10)
+                    rest /= 10
+                }
+                out[at + count] = separator
+                at += count + 1
             }
-            if let separator { out.append(separator) }
+            digits(Int(tm.tm_year) + 1900, 4, then: UInt8(ascii: "-"))
+            digits(Int(tm.tm_mon) + 1, 2, then: UInt8(ascii: "-"))
+            digits(Int(tm.tm_mday), 2, then: UInt8(ascii: "T"))
+            digits(Int(tm.tm_hour), 2, then: UInt8(ascii: ":"))
+            digits(Int(tm.tm_min), 2, then: UInt8(ascii: ":"))
+            digits(Int(tm.tm_sec), 2, then: UInt8(ascii: "."))
+            digits(Int(ts.tv_nsec) / 1_000_000, 3, then: UInt8(ascii: "Z"))
+            return at
         }
-        digits(Int(tm.tm_year) + 1900, 4, then: UInt8(ascii: "-"))
-        digits(Int(tm.tm_mon) + 1, 2, then: UInt8(ascii: "-"))
-        digits(Int(tm.tm_mday), 2, then: UInt8(ascii: "T"))
-        digits(Int(tm.tm_hour), 2, then: UInt8(ascii: ":"))
-        digits(Int(tm.tm_min), 2, then: UInt8(ascii: ":"))
-        digits(Int(tm.tm_sec), 2, then: UInt8(ascii: "."))
-        digits(Int(ts.tv_nsec) / 1_000_000, 3, then: UInt8(ascii: "Z"))
-        return String(decoding: out, as: UTF8.self)
     }
 }

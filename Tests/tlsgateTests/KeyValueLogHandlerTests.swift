@@ -21,12 +21,20 @@ import Testing
         return try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
     }
 
-    @Test func timestampIsISO8601UTCWithMilliseconds() {
+    @Test func timestampIsISO8601UTCWithMilliseconds() throws {
         let stamp = KeyValueLogHandler.timestamp()
         #expect(stamp.utf8.count == 24)
         let shape = stamp.map { $0.isNumber ? "9" : String($0) }.joined()
         #expect(shape == "9999-99-99T99:99:99.999Z")
         #expect(stamp.hasPrefix("20"))
+        // The digits are the time now, in order: parsed back, within two seconds of time().
+        let fields = stamp.split(whereSeparator: { "-T:.Z".contains($0) }).compactMap { Int32($0) }
+        try #require(fields.count == 7)
+        var parts = tm()
+        (parts.tm_year, parts.tm_mon, parts.tm_mday) = (fields[0] - 1900, fields[1] - 1, fields[2])
+        (parts.tm_hour, parts.tm_min, parts.tm_sec) = (fields[3], fields[4], fields[5])
+        #expect(abs(Int(timegm(&parts)) - Int(Glibc.time(nil))) <= 2)
+        #expect(fields[6] < 1000)
     }
 
     @Test func plainValuesAndEscapesAgree() {
