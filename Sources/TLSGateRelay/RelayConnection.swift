@@ -120,6 +120,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             startRelaying()
         case .enableClientReads:
             // Only now, with the server verified, does the gateway read what the client sends.
+            // (syncOptions: on the client's event loop, where every action runs.)
+            assert(eventLoop.inEventLoop)
             do {
                 guard let options = client.syncOptions else { throw WorkerError("the client channel has no socket options") }
                 try options.setOption(.autoRead, value: true)
@@ -236,7 +238,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             connectFailed(.other("original destination \(original?.logText ?? "-") is not an IP address"))
             return
         }
-        let port = Int(policy.upstream.port)
+        let port = policy.upstream.port
         let target = SocketAddress(address, port: port)
         upstreamAddress = target
         let identity = shared.identity(for: address, requestedHost: requestedHost)
@@ -244,7 +246,8 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
         let glue = GlueHandler(side: .upstream, events: self, flusher: shared.flusher(for: eventLoop))
         upstreamGlue = glue
         let tlsHandler = TLSClientHandler(
-            context: shared.tlsContext, identity: identity, sessionKey: "\(address):\(port)|\(identity)")
+            context: shared.tlsContext, identity: identity,
+            sessionKey: Self.sessionKey(address: address, port: port, identity: identity))
         // starttls: the plain-text upgrade comes first; it adds the TLS handler when done.
         let first: ChannelHandler = policy.upstream.starttls.map { makeUpgradeHandler($0, tlsHandler: tlsHandler) } ?? tlsHandler
         // mysql: between TLS and the glue, the server's authentication packets are renumbered.
@@ -277,6 +280,12 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
                     self.connectFailed(self.connectFailure(error))
                 }
             }
+    }
+
+    /// The session cache's key: a session is offered again only to the same server address,
+    /// port and name ("198.19.0.10:443|good.test").
+    static func sessionKey(address: IPAddress, port: UInt16, identity: TLSPeerIdentity) -> String {
+        "\(address):\(port)|\(identity)"
     }
 
     private func upstreamConnected(_ channel: Channel) {
@@ -464,17 +473,17 @@ extension SocketAddress {
     }
 
     /// The socket address of `ip` (4 bytes: IPv4, 16: IPv6) and `port`, made from its bytes.
-    init(_ ip: IPAddress, port: Int) {
+    init(_ ip: IPAddress, port: UInt16) {
         if ip.isIPv4 {
             var sin = sockaddr_in()
             sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = in_port_t(UInt16(truncatingIfNeeded: port)).bigEndian
+            sin.sin_port = in_port_t(port).bigEndian
             withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyBytes(from: ip.bytes) }
             self.init(sin, host: "")
         } else {
             var sin6 = sockaddr_in6()
             sin6.sin6_family = sa_family_t(AF_INET6)
-            sin6.sin6_port = in_port_t(UInt16(truncatingIfNeeded: port)).bigEndian
+            sin6.sin6_port = in_port_t(port).bigEndian
             withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: ip.bytes) }
             self.init(sin6, host: "")
         }

@@ -75,20 +75,26 @@ final class WorkerShared: Sendable {
             policy: policy, localAddresses: localAddresses.withLockedValue { $0 }, networks: destinations.withLockedValue { $0 })
     }
 
-    /// The name the certificate must carry (and SNI), from the policy.
+    /// The name the server's certificate must carry (and the SNI): the policy's fixed name,
+    /// or the client's Host (`http-host`; the destination address when it sent none).
     /// - Parameter requestedHost: the request's Host, for `server_name = "http-host"`.
-    /// The name the server's certificate must carry: the policy's fixed name, or the
-    /// client's Host (`http-host`; the destination address when it sent none).
     func identity(for target: IPAddress, requestedHost: String?) -> TLSPeerIdentity {
-        switch policy.upstream.serverName {
-        case .fixed(let name): return fixedIdentity ?? Self.identity(named: name)
-        case .httpHost: return Self.identity(named: requestedHost ?? target.description)
-        }
+        if let fixedIdentity { return fixedIdentity }
+        return Self.identity(serverName: policy.upstream.serverName, target: target, requestedHost: requestedHost)
     }
 
     /// `fixed` names: decided once (is the name an address?), not per connection.
     private let fixedIdentity: TLSPeerIdentity?
 
+    /// What `identity(for:requestedHost:)` gives, without the policy's cached fixed name.
+    static func identity(serverName: ServerName, target: IPAddress, requestedHost: String?) -> TLSPeerIdentity {
+        switch serverName {
+        case .fixed(let name): return identity(named: name)
+        case .httpHost: return identity(named: requestedHost ?? target.description)
+        }
+    }
+
+    /// An address literal is checked as an IP SAN, anything else as a DNS name.
     static func identity(named name: String) -> TLSPeerIdentity {
         IPAddress(name) != nil ? .ipAddress(name) : .dnsName(name)
     }

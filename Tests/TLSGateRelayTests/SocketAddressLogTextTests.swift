@@ -1,5 +1,6 @@
 import NIOCore
 import TLSGatePolicy
+import TLSGateTLS
 import Testing
 
 @testable import TLSGateRelay
@@ -57,5 +58,29 @@ import Testing
 
     @Test func aUnixSocketAddressHasNoIPAddress() throws {
         #expect(IPAddress(try SocketAddress(unixDomainSocketPath: "/tmp/x.sock")) == nil)
+    }
+}
+
+/// The name the server's certificate must carry, and the session cache's key.
+@Suite struct UpstreamIdentityTests {
+    let target = IPAddress("198.19.0.10")!
+
+    @Test func aFixedNameIsADNSNameOrAnAddress() {
+        #expect(WorkerShared.identity(serverName: .fixed("good.test"), target: target, requestedHost: "other.test") == .dnsName("good.test"))
+        #expect(WorkerShared.identity(serverName: .fixed("198.19.0.11"), target: target, requestedHost: nil) == .ipAddress("198.19.0.11"))
+        #expect(WorkerShared.identity(serverName: .fixed("2001:2::10"), target: target, requestedHost: nil) == .ipAddress("2001:2::10"))
+    }
+
+    @Test func httpHostTakesTheRequestsHostOrTheDestination() {
+        #expect(WorkerShared.identity(serverName: .httpHost, target: target, requestedHost: "www.good.test") == .dnsName("www.good.test"))
+        #expect(WorkerShared.identity(serverName: .httpHost, target: target, requestedHost: nil) == .ipAddress("198.19.0.10"))
+        #expect(WorkerShared.identity(serverName: .httpHost, target: IPAddress("2001:2::10")!, requestedHost: nil) == .ipAddress("2001:2::10"))
+    }
+
+    @Test func theSessionKeyIsAddressPortAndName() {
+        #expect(RelayConnection.sessionKey(address: target, port: 443, identity: .dnsName("good.test")) == "198.19.0.10:443|good.test")
+        #expect(RelayConnection.sessionKey(address: IPAddress("2001:2::10")!, port: 8443, identity: .ipAddress("2001:2::10")) == "2001:2::10:8443|2001:2::10")
+        // Different names for one address never share a session.
+        #expect(RelayConnection.sessionKey(address: target, port: 443, identity: .dnsName("a.test")) != RelayConnection.sessionKey(address: target, port: 443, identity: .dnsName("b.test")))
     }
 }
