@@ -121,24 +121,16 @@ private let httpPolicy = Policy(
         }
     }
 
-    /// TPROXY: no socket address to compare (the destination is the socket's own address).
-    @Test func transparentModeChecksTheDestinationAlone() {
+    /// TPROXY: no socket address to compare (the destination is the socket's own address);
+    /// the gateway's own address is refused, plain or IPv4-mapped.
+    @Test(arguments: ["198.18.0.1", "::ffff:198.18.0.1"])
+    func withoutASocketAddressTheGatewaysOwnIsRefused(own: String) {
         let check = DestinationCheck(policy: policy, localAddresses: Set([IPAddress("198.18.0.1")!]))
         #expect(check.evaluate(original: IPAddress("203.0.113.7"), originalPort: 80, socketLocal: nil, socketLocalPort: 0) == .allow)
         guard case .refuse(.destinationIsGateway, _) = check.evaluate(
-            original: IPAddress("198.18.0.1"), originalPort: 80, socketLocal: nil, socketLocalPort: 0)
+            original: IPAddress(own), originalPort: 80, socketLocal: nil, socketLocalPort: 0)
         else {
-            Issue.record("the gateway's own address was not refused in TPROXY mode")
-            return
-        }
-    }
-
-    @Test func aMappedDestinationOfTheGatewayIsRefused() {
-        let check = DestinationCheck(policy: policy, localAddresses: Set([IPAddress("198.19.0.1")!]))
-        guard case .refuse(.destinationIsGateway, _) = check.evaluate(
-            original: IPAddress("::ffff:198.19.0.1"), originalPort: 80, socketLocal: nil, socketLocalPort: 0)
-        else {
-            Issue.record("a mapped address of the gateway itself was not refused")
+            Issue.record("\(own), the gateway's own address, was not refused")
             return
         }
     }
