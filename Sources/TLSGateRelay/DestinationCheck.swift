@@ -21,10 +21,15 @@ public struct DestinationCheck: Sendable {
         self.networks = networks ?? policy.match.networks
     }
 
-    /// The same with the gateway's addresses as text (`LocalAddresses.current()`); text that
-    /// is not an address is left out (it could never equal a destination).
+    /// The same with the gateway's addresses as text (`LocalAddresses.current()`).
     public init(policy: Policy, localAddresses: Set<String>, networks: [IPNetwork]? = nil) {
-        self.init(policy: policy, localAddresses: Set(localAddresses.compactMap(IPAddress.init)), networks: networks)
+        self.init(policy: policy, localAddresses: Self.addresses(localAddresses), networks: networks)
+    }
+
+    /// The gateway's addresses from their text; text that is not an address is left out (it
+    /// could never equal a destination).
+    public static func addresses(_ texts: Set<String>) -> Set<IPAddress> {
+        Set(texts.compactMap(IPAddress.init))
     }
 
     /// The same check with the addresses as text (tests, `tlsgate probe`); text that is not

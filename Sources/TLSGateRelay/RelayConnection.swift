@@ -123,8 +123,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
             // (syncOptions: on the client's event loop, where every action runs.)
             assert(eventLoop.inEventLoop)
             do {
-                guard let options = client.syncOptions else { throw WorkerError("the client channel has no socket options") }
-                try options.setOption(.autoRead, value: true)
+                try client.socketOptions().setOption(.autoRead, value: true)
             } catch {
                 run(machine.failed(.client, .clientError, "cannot read from the client: \(error)"))
             }
@@ -262,7 +261,7 @@ final class RelayConnection: RelayEvents, @unchecked Sendable {
                 // socket exists, and closing it cancels the connect.
                 self.upstream = channel
                 return channel.eventLoop.makeCompletedFuture {
-                    guard let options = channel.syncOptions else { throw WorkerError("upstream channel has no socket options") }
+                    let options = try channel.socketOptions()
                     try options.setOption(.allowRemoteHalfClosure, value: true)
                     try options.setOption(.recvAllocator, value: WorkerShared.upstreamReceiveSizes)
                     try channel.pipeline.syncOperations.addHandler(handlers.value.0)

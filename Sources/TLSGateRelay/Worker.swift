@@ -40,6 +40,15 @@ public struct WorkerError: Error, Sendable, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+extension Channel {
+    /// The channel's options, set at once (on its event loop, before or after it is
+    /// registered): every NIOPosix socket channel has them.
+    func socketOptions() throws -> NIOSynchronousChannelOptions {
+        guard let options = syncOptions else { throw WorkerError("\(type(of: self)) has no socket options") }
+        return options
+    }
+}
+
 /// Serves one policy on one listening socket: accepts redirected connections and relays
 /// each one to its original destination over verified TLS.
 public final class Worker: Sendable {
@@ -98,20 +107,15 @@ public final class Worker: Sendable {
                 // The accepted socket's options, set here before it is registered, directly:
                 // `childChannelOption` applies each one through a chain of futures (a promise,
                 // a closure and a dynamic cast per option on every accepted connection).
-                guard let options = channel.syncOptions else {
-                    return channel.eventLoop.makeFailedFuture(WorkerError("accepted channel has no socket options"))
-                }
-                do {
+                channel.eventLoop.makeCompletedFuture {
+                    let options = try channel.socketOptions()
                     // Nothing is read from a client until its server has been verified.
                     try options.setOption(.autoRead, value: false)
                     try options.setOption(.allowRemoteHalfClosure, value: true)
                     try options.setOption(.tcpOption(.tcp_nodelay), value: 1)
                     try options.setOption(.recvAllocator, value: WorkerShared.clientReceiveSizes)
-                } catch {
-                    return channel.eventLoop.makeFailedFuture(error)
+                    RelayConnection(client: channel, shared: shared).start()
                 }
-                RelayConnection(client: channel, shared: shared).start()
-                return channel.eventLoop.makeSucceededVoidFuture()
             }
         let channel: Channel
         do {

@@ -31,7 +31,7 @@ final class WorkerShared: Sendable {
         self.tlsContext = tlsContext
         self.logger = logger
         self.limiter = ConnectionLimiter(limit: policy.limits.maxConnections)
-        self.localAddresses = NIOLockedValueBox(Set(localAddresses.compactMap(IPAddress.init)))
+        self.localAddresses = NIOLockedValueBox(DestinationCheck.addresses(localAddresses))
         self.destinations = NIOLockedValueBox(policy.match.networks)
         if case .fixed(let name) = policy.upstream.serverName {
             self.fixedIdentity = Self.identity(named: name)
@@ -66,7 +66,7 @@ final class WorkerShared: Sendable {
     }
 
     func updateLocalAddresses(_ addresses: Set<String>) {
-        let parsed = Set(addresses.compactMap(IPAddress.init))
+        let parsed = DestinationCheck.addresses(addresses)
         localAddresses.withLockedValue { $0 = parsed }
     }
 
