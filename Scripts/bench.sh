@@ -9,7 +9,7 @@
 #   direct     reference: the client itself speaks TLS to nginx (no upgrader; --only direct)
 #
 # Usage: Scripts/bench.sh [--quick] [--duration S] [--size MiB] [--conns N] [--rounds R]
-#                         [--concurrency C] [--only LIST] [--tests LIST] [--perf]
+#                         [--concurrency C] [--only LIST] [--tests LIST] [--perf] [--allocs]
 #   --quick          short run (3 s tests, 500 idle connections): about 3 minutes
 #   --duration S     seconds of each wrk test (default 5; --quick 3)
 #   --size MiB       bulk file size (default 64; downloaded 4 times per round over one connection)
@@ -428,8 +428,10 @@ perf_stop() {     # perf_stop TEST [REQUESTS]: wait for perf, write the top of t
     local n=${2:-0} total
     total=$(awk -F, '$3 ~ /^tgb_bench:/ && $1 ~ /^[0-9]+$/ { t += $1 } END { print t + 0 }' "/tmp/tgb-allocs-$CUR_ROW-$1.txt" 2>/dev/null || echo 0)
     if [ "$n" -gt 0 ] && [ "$total" -gt 0 ]; then
-      put "$CUR_ROW" "$1-allocs" "$(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }')"
-      log "allocations: $total in $n requests ($(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }') per request)"
+      local each
+      each=$(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.1f", t / n }')
+      put "$CUR_ROW" "$1-allocs" "$each"
+      log "allocations: $total in $n requests ($each per request)"
     else
       na "$CUR_ROW" "no allocation count for $1"
     fi
@@ -616,16 +618,16 @@ done
 # (tlsgate, haproxy, stunnel, ..., then ..., stunnel, haproxy, tlsgate): on a shared machine
 # the background load drifts, and a row whose rounds all ran in one stretch would carry that
 # stretch's luck into its ratio. --perf's profiled runs come first, one per one-CPU row.
-EXTRA=perf
 if [ "$PERF" -eq 1 ]; then
   for u in "${RAN[@]}"; do case "$u" in tlsgate|haproxy|stunnel) run_round "$u" 0 ;; esac; done
 fi
 # --allocs: uprobes on libc's allocation functions, in a group of this script's own (removed
-# on exit), counted per process by perf stat in one more extra run of each one-CPU row.
+# on exit; one left by a killed run is removed first), counted per process by perf stat in
+# one more extra run of each one-CPU row.
 if [ "$ALLOCS" -eq 1 ]; then
   LIBC=$(ldconfig -p | awk '$1 == "libc.so.6" && /x86-64/ { print $NF; exit }')
-  command -v perf >/dev/null && perf probe -q -d 'tgb_bench:*' >/dev/null 2>&1 || true    # left by a killed run
   if command -v perf >/dev/null && [ -n "$LIBC" ] \
+     && { perf probe -q -d 'tgb_bench:*' >/dev/null 2>&1 || true; } \
      && perf probe -q -x "$LIBC" -a 'tgb_bench:malloc=malloc' -a 'tgb_bench:calloc=calloc' -a 'tgb_bench:realloc=realloc' >/dev/null 2>&1; then
     PROBES_ADDED=1; EXTRA=allocs
     for u in "${RAN[@]}"; do case "$u" in tlsgate|haproxy|stunnel) run_round "$u" 0 ;; esac; done
